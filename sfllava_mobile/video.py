@@ -1,0 +1,192 @@
+"""Video front end: frame sampling, PyAV decoding, preprocessing. The apps port these rules.
+
+Sampling (``sample_frame_indices``):
+- ``segment_midpoint`` (SF-LLaVA v1): ``n = min(total, num_frames)``, ``seg = (total - 1) / n``,
+  frame i = ``(round(seg*i) + round(seg*(i+1))) // 2`` with round-half-to-even on doubles.
+- ``uniform`` (fixed count, exports): frame i = ``((2i + 1) * total) // (2 * num_frames)``, the
+  middle of segment i in integer arithmetic; clips shorter than ``num_frames`` repeat frames.
+
+Decoding (``read_clip``): the container is demuxed once without decoding to learn every frame's
+timestamp and the keyframes; each sampled frame is then reached by seeking to the keyframe before
+it (when that skips work) and decoding forward; only sampled frames are converted to RGB.
+Rotation metadata is applied. A truncated file (demuxing stops with an error) is read up to its
+last whole packet, with a warning; a file with no decodable frame is refused.
+
+Preprocessing (``preprocess``): squash-resize to the model's frame size (bilinear, half-pixel
+centres, no antialias, computed in float32 and rounded half-to-even to uint8), then
+``(x / 255 - mean) / std``. Exports take the resized uint8 frames and normalize in-graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import FRAME_RULES, ModelConfig
+from .errors import VideoError
+
+log = logging.getLogger(__name__)
+
+MAX_SIDE = 16384
+MAX_PIXELS = 8192 * 8192
+
+
+def sample_frame_indices(total_frames: int, num_frames: int, rule: str) -> list[int]:
+    """Indices of the frames to keep out of ``total_frames`` (see module docstring for the rules)."""
+    if rule not in FRAME_RULES:
+        raise VideoError(f"unknown frame sampling rule {rule!r}; use one of {FRAME_RULES}")
+    if total_frames < 1:
+        raise VideoError("the video has no frames to sample")
+    if num_frames < 1:
+        raise VideoError(f"num_frames must be >= 1, got {num_frames}")
+    if rule == "segment_midpoint":
+        n = min(total_frames, num_frames)
+        seg = (total_frames - 1) / n
+        return [(round(seg * i) + round(seg * (i + 1))) // 2 for i in range(n)]
+    return [((2 * i + 1) * total_frames) // (2 * num_frames) for i in range(num_frames)]
+
+
+@dataclass
+class Clip:
+    """Sampled frames ``[T, H, W, 3]`` uint8 (display orientation) and where they came from."""
+
+    frames: torch.Tensor
+    indices: list[int]
+    total_frames: int
+    fps: float
+    rotation: int
+    truncated: bool
+
+
+def _open(path: Path):
+    import av
+
+    if not path.is_file():
+        raise VideoError(f"no such video file: {path}")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{path} is not a media file PyAV can read ({e.strerror or type(e).__name__})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path} has no video stream")
+    return container
+
+
+def _check_dims(path: Path, stream) -> None:
+    w, h = stream.codec_context.width, stream.codec_context.height
+    if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+        raise VideoError(f"{path} has absurd frame dimensions {w}x{h} "
+                         f"(supported: sides up to {MAX_SIDE}, at most {MAX_PIXELS} pixels)")
+
+
+def _demux_index(container, stream) -> tuple[list[int], list[int], bool]:
+    """(sorted frame pts, sorted keyframe pts, truncated) from packets alone, no decoding."""
+    import av
+
+    pts, keys, truncated = [], [], False
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    except av.error.FFmpegError:
+        truncated = True
+    if truncated and pts:
+        # The packet cut by the truncation usually cannot be decoded: drop it.
+        dropped = pts.pop()
+        if keys and keys[-1] == dropped:
+            keys.pop()
+    return sorted(pts), sorted(keys), truncated
+
+
+def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    # frame.rotation is the counter-clockwise angle the display matrix applies.
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def read_clip(path: str | Path, num_frames: int, rule: str = "uniform") -> Clip:
+    """Decode ``num_frames`` frames of ``path`` chosen by ``rule``; raises :class:`VideoError` on bad input."""
+    import av
+
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        _check_dims(path, stream)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        pts, keys, truncated = _demux_index(container, stream)
+        if not pts:
+            raise VideoError(f"{path} has a video stream but no decodable frames")
+        if truncated:
+            log.warning("%s is truncated: using its first %d whole frames", path, len(pts))
+        indices = sample_frame_indices(len(pts), num_frames, rule)
+        wanted = sorted(set(indices))
+        stream.thread_type = "AUTO"
+        got: dict[int, np.ndarray] = {}
+        rotation = 0
+        decoder, last_pts = None, None
+        try:
+            for i in wanted:
+                target = pts[i]
+                key = max((k for k in keys if k <= target), default=None)
+                if decoder is None or last_pts is None or last_pts > target or (key is not None and last_pts < key):
+                    container.seek(key if key is not None else target, stream=stream, backward=True, any_frame=False)
+                    decoder = container.decode(stream)
+                for frame in decoder:
+                    if frame.pts is None:
+                        continue
+                    last_pts = frame.pts
+                    if frame.pts >= target:
+                        rotation = int(getattr(frame, "rotation", 0) or 0)
+                        got[i] = _rotate(frame.to_ndarray(format="rgb24"), rotation)
+                        break
+                if i not in got:
+                    raise VideoError(f"{path}: frame {i} (of {len(pts)}) could not be decoded")
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{path}: decoding failed ({e.strerror or type(e).__name__})") from None
+        frames = torch.from_numpy(np.stack([got[i] for i in indices]))
+        return Clip(frames=frames, indices=indices, total_frames=len(pts), fps=fps, rotation=rotation,
+                    truncated=truncated)
+    finally:
+        container.close()
+
+
+def _as_uint8_frames(frames) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[-1] != 3:
+        raise VideoError(f"frames must be uint8 [T, H, W, 3], got {t.dtype} {tuple(t.shape)}")
+    return t
+
+
+def resize_frames(frames_uint8, size: tuple[int, int]) -> torch.Tensor:
+    """Squash-resize ``[T, H, W, 3]`` uint8 to ``size`` (H, W): bilinear, half-pixel, rounded to uint8."""
+    t = _as_uint8_frames(frames_uint8)
+    if tuple(t.shape[1:3]) == tuple(size):
+        return t
+    x = t.permute(0, 3, 1, 2).to(torch.float32)
+    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def normalize(frames_uint8, mean, std) -> torch.Tensor:
+    """``[T, H, W, 3]`` uint8 -> ``[T, 3, H, W]`` float32, ``(x / 255 - mean) / std``."""
+    t = _as_uint8_frames(frames_uint8)
+    x = t.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def preprocess(frames_uint8, model_config: ModelConfig) -> torch.Tensor:
+    """Resize to the model's frame size and normalize: ``[T, H, W, 3]`` uint8 -> ``[T, 3, H, W]`` float32."""
+    v = model_config.vision
+    return normalize(resize_frames(frames_uint8, v.image_size), v.image_mean, v.image_std)
