@@ -295,8 +295,7 @@ def build_model(cfg: ModelConfig, sources: list[Source], layout: str, allow_pick
     if cfg.text.tie_word_embeddings:
         expected.pop("language_model.lm_head.weight", None)
     state: dict[str, torch.Tensor] = {}
-    origin: dict[str, str] = {}
-    unexpected, misshaped = [], []
+    unexpected, misshaped, seen_misshaped = [], [], set()
     for src in sources:
         files = weight_files(src.folder, allow_pickle)
         t0 = time.perf_counter()
@@ -307,13 +306,13 @@ def build_model(cfg: ModelConfig, sources: list[Source], layout: str, allow_pick
             if target not in expected:
                 unexpected.append(name)
             elif tuple(tensor.shape) != expected[target]:
+                seen_misshaped.add(target)
                 misshaped.append(f"{name}: checkpoint {list(tensor.shape)} vs model {list(expected[target])}")
             else:
                 state[target] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-                origin[target] = name
         log.info("read %d tensors from %d file(s) in %s (%.2f s)", len(state), len(files), src.folder,
                  time.perf_counter() - t0)
-    missing = [k for k in expected if k not in state]
+    missing = [k for k in expected if k not in state and k not in seen_misshaped]
     if missing or unexpected or misshaped:
         def orig(k: str) -> str:
             return next((s.original(k) for s in sources if s.original(k) != k), k)

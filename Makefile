@@ -1,0 +1,35 @@
+# Two commands: `make demo` and `make test`. Both create .venv and install the project first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/sfllava-mobile
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := demo_out
+
+.PHONY: demo test test-slow clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	# torch first and pinned, so no resolver step can reach for a CUDA build.
+	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[all,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(CLI) init-tiny $(DEMO)/tiny-ckpt
+	$(CLI) synth-clip $(DEMO)/clip.mp4 --frames 48 --size 96x128
+	$(CLI) generate --checkpoint $(DEMO)/tiny-ckpt --video $(DEMO)/clip.mp4 --question "What moves in the video?"
+	$(CLI) generate --checkpoint $(DEMO)/tiny-ckpt --video $(DEMO)/clip.mp4 --question "What moves in the video?" --json > $(DEMO)/answer.json
+	$(CLI) plan --preset sf-llava-1.5-1b --frames 128
+	@echo "demo: tiny checkpoint, clip and answer.json are in $(DEMO)/"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) $(DEMO)

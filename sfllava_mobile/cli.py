@@ -1,0 +1,177 @@
+"""Thin command line over the library: init-tiny, generate, plan, presets, synth-clip."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .errors import SfllavaError
+
+log = logging.getLogger("sfllava_mobile")
+
+
+def _overrides(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SfllavaError(f"--set takes FIELD=VALUE (e.g. slowfast.slow_frames=16), got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _cmd_init_tiny(a) -> int:
+    from .tiny import init_tiny
+
+    from .log import stage
+
+    with stage("init-tiny"):
+        out = init_tiny(a.out, family=a.family, seed=a.seed, overwrite=a.overwrite)
+    print(f"wrote tiny SF-LLaVA-{a.family} checkpoint to {out}")
+    return 0
+
+
+def _cmd_generate(a) -> int:
+    from . import checkpoint, video
+    from .log import stage
+
+    timings: dict[str, float] = {}
+    overrides = _overrides(a.set)
+    if a.frames:
+        overrides["num_frames"] = str(a.frames)
+    with stage("load", timings):
+        model = checkpoint.load(a.checkpoint, vision_tower_path=a.vision_tower, allow_pickle=a.allow_pickle, **overrides)
+    cfg = model.config
+    with stage("decode_video", timings):
+        clip = video.read_clip(a.video, cfg.num_frames, cfg.frame_rule)
+    log.info("sampled %d of %d frames (%s rule), %d visual tokens", len(clip.indices), clip.total_frames,
+             cfg.frame_rule, model.visual_token_count(len(clip.indices)))
+
+    def sink(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    with stage("generate", timings):
+        result = model.generate(clip.frames, a.question, max_new_tokens=a.max_new_tokens,
+                                stream=None if a.json else sink, frame_indices=clip.indices)
+    result.timings = {**timings, **result.timings}
+    if a.json:
+        print(json.dumps({**result.to_dict(), "answer": result.text, "total_frames": clip.total_frames,
+                          "truncated_video": clip.truncated, "model": cfg.name}, indent=2))
+    else:
+        print()
+    return 0
+
+
+def _cmd_plan(a) -> int:
+    from . import presets
+    from .checkpoint import read_config
+    from .plan import format_plan, plan
+
+    overrides = _overrides(a.set)
+    if bool(a.preset) == bool(a.checkpoint):
+        raise SfllavaError("plan needs exactly one of --preset NAME or --checkpoint DIR")
+    cfg = presets.get(a.preset, **overrides) if a.preset else read_config(a.checkpoint, a.vision_tower, **overrides)[0]
+    p = plan(cfg, a.frames or cfg.num_frames, a.context, a.text_tokens, a.max_new_tokens)
+    print(json.dumps(p, indent=2) if a.json else format_plan(p))
+    return 0
+
+
+def _cmd_presets(a) -> int:
+    from . import presets
+
+    for name in presets.names():
+        cfg = presets.get(name)
+        tag = f"reconstruction ({len(cfg.inferred)} inferred fields)" if cfg.inferred else "exact"
+        print(f"{name:18s} family {cfg.family:4s} {cfg.num_frames:4d} frames  {tag}")
+    return 0
+
+
+def _cmd_synth_clip(a) -> int:
+    from .synthetic import write_clip
+
+    try:
+        h, w = (int(x) for x in a.size.lower().split("x"))
+    except ValueError:
+        raise SfllavaError(f"--size takes HEIGHTxWIDTH, got {a.size!r}") from None
+    path = write_clip(a.out, num_frames=a.frames, size=(h, w), fps=a.fps, rotation=a.rotation)
+    print(f"wrote {a.frames}-frame {h}x{w} clip to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sfllava-mobile", description=__doc__)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init-tiny", help="write a tiny random checkpoint in the real on-disk layout")
+    s.add_argument("out")
+    s.add_argument("--family", choices=["1.5", "v1"], default="1.5")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=_cmd_init_tiny)
+
+    def ckpt_args(s, required=True):
+        s.add_argument("--checkpoint", required=required, help="local checkpoint folder")
+        s.add_argument("--vision-tower", help="local CLIP folder for LLaVA-repo checkpoints (mm_vision_tower)")
+        s.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field (repeatable)")
+
+    s = sub.add_parser("generate", help="answer a question about a video with the PyTorch reference")
+    ckpt_args(s)
+    s.add_argument("--allow-pickle", action="store_true", help="load .bin/.pt weights with torch.load(weights_only=True)")
+    s.add_argument("--video", required=True)
+    s.add_argument("--question", required=True)
+    s.add_argument("--max-new-tokens", type=int)
+    s.add_argument("--frames", type=int, help="frames to sample (default: the model's)")
+    s.add_argument("--json", action="store_true", help="print a machine-readable result instead of streaming")
+    s.set_defaults(fn=_cmd_generate)
+
+    s = sub.add_parser("plan", help="visual tokens, context, KV cache and weight bytes for a frame budget")
+    s.add_argument("--preset")
+    ckpt_args(s, required=False)
+    s.add_argument("--frames", type=int)
+    s.add_argument("--context", type=int, help="context length to check against (default: the model's)")
+    s.add_argument("--text-tokens", type=int, default=64, help="allowance for template + question tokens")
+    s.add_argument("--max-new-tokens", type=int)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_cmd_plan)
+
+    s = sub.add_parser("presets", help="list the named presets")
+    s.set_defaults(fn=_cmd_presets)
+
+    s = sub.add_parser("synth-clip", help="write a synthetic test clip with PyAV")
+    s.add_argument("out")
+    s.add_argument("--frames", type=int, default=48)
+    s.add_argument("--size", default="96x128", help="HEIGHTxWIDTH")
+    s.add_argument("--fps", type=int, default=24)
+    s.add_argument("--rotation", type=int, default=0, help="display rotation metadata, degrees")
+    s.set_defaults(fn=_cmd_synth_clip)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print one line to stderr and return 2."""
+    from .log import configure
+
+    args = build_parser().parse_args(argv)
+    configure(-1 if args.quiet else args.verbose)
+    t0 = time.perf_counter()
+    try:
+        code = args.fn(args)
+    except SfllavaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    log.debug("%s finished in %.2f s", args.command, time.perf_counter() - t0)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

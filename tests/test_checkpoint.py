@@ -1,0 +1,219 @@
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import sfllava_mobile
+from sfllava_mobile import CheckpointError, load
+from sfllava_mobile.checkpoint import read_config, save
+from sfllava_mobile.cli import main
+from sfllava_mobile.model import VideoLLM
+
+from .conftest import make_hf_llava, rewrite_json
+
+
+def _state(path):
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_our_layout_round_trip(tiny15_dir, tmp_path):
+    model = load(tiny15_dir)
+    assert model.config.name == "tiny" and model.tokenizer is not None
+    save(model, tmp_path / "again")
+    again = load(tmp_path / "again")
+    for (k, a), (k2, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert again.language_model.lm_head.weight is again.language_model.model.embed_tokens.weight  # tied
+
+
+def test_llava_original_layout_loads_with_separate_tower(tinyv1_dir):
+    model = load(tinyv1_dir)
+    assert model.config.vision.kind == "clip" and model.config.vision.drop_cls
+    assert model.config.slowfast.to_string() == "slowfast-slow_10frms_spatial_1d_max_pool-fast_4x4"
+    assert model.config.prompt.template == "vicuna_v1" and model.config.text.bos_id == 1
+    assert len(model.vision_tower.encoder.layers) == 2  # select_layer -2 of 3 blocks
+
+
+def test_llava_original_weights_equal_what_was_written(tinyv1_dir):
+    model = load(tinyv1_dir)
+    llm = _state(tinyv1_dir / "model.safetensors")
+    clip = _state(tinyv1_dir / "vision_tower" / "model.safetensors")
+    assert torch.equal(model.projector.linear_1.weight, llm["model.mm_projector.0.weight"])
+    assert torch.equal(model.language_model.lm_head.weight, llm["lm_head.weight"])
+    assert torch.equal(model.vision_tower.encoder.layers[1].mlp.fc1.weight, clip["vision_model.encoder.layers.1.mlp.fc1.weight"])
+
+
+def test_missing_vision_tower_folder_is_named(tinyv1_dir, tmp_path):
+    ckpt = tmp_path / "v1"
+    shutil.copytree(tinyv1_dir, ckpt)
+    rewrite_json(ckpt / "config.json", mm_vision_tower="openai/clip-vit-large-patch14-336")
+    with pytest.raises(CheckpointError, match="openai/clip-vit-large-patch14-336.*--vision-tower"):
+        load(ckpt)
+    model = load(ckpt, vision_tower_path=tinyv1_dir / "vision_tower")
+    assert model.config.vision.kind == "clip"
+    assert main(["generate", "--checkpoint", str(ckpt), "--video", "x.mp4", "--question", "q"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["llava", "llava_next", "llava_onevision"])
+@pytest.mark.parametrize("naming", ["saved", "v4", "v5"])
+def test_transformers_layouts_match_transformers_model(kind, naming, tmp_path):
+    hf = make_hf_llava(kind, tmp_path / kind, naming)
+    # The tiny towers have an 8x8 grid: the training-free default fast grid (4x4) fits.
+    model = load(tmp_path / kind)
+    cfg = model.config
+    torch.manual_seed(1)
+    pixels = torch.randn(3, 3, 56, 56)
+    with torch.no_grad():
+        ours = model.projector(model.vision_tower(pixels))
+        out = hf.model.vision_tower(pixels, output_hidden_states=True)
+        feats = out.hidden_states[hf.config.vision_feature_layer]
+        if hf.config.vision_feature_select_strategy == "default":
+            feats = feats[:, 1:]
+        theirs = hf.model.multi_modal_projector(feats)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+        ids = torch.tensor([[3, 17, 99, 250, 7, 42]])
+        ref = hf(input_ids=ids).logits
+        mine = model.decoder_logits(model.embed_tokens()(ids))
+        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-4)
+    assert cfg.family == "v1" and cfg.slowfast.slow_frames == 10
+    if kind == "llava":  # the public per-image path agrees too
+        with torch.no_grad():
+            public = hf.model.get_image_features(pixel_values=pixels)
+        public = public.pooler_output if hasattr(public, "pooler_output") else public
+        public = torch.stack(list(public)) if isinstance(public, (list, tuple)) else public
+        torch.testing.assert_close(ours, public.reshape(ours.shape), rtol=1e-5, atol=1e-5)
+
+
+def test_sharded_safetensors_with_index(tiny15_dir, tmp_path):
+    ckpt = tmp_path / "sharded"
+    ckpt.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(tiny15_dir / name, ckpt / name)
+    state = _state(tiny15_dir / "model.safetensors")
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+              "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
+    for fname, ks in shards.items():
+        save_file({k: state[k] for k in ks}, str(ckpt / fname))
+    index = {"metadata": {}, "weight_map": {k: f for f, ks in shards.items() for k in ks}}
+    (ckpt / "model.safetensors.index.json").write_text(json.dumps(index))
+    a, b = load(tiny15_dir), load(ckpt)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    (ckpt / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors"):
+        load(ckpt)
+
+
+def _copy_without_weights(src, dst):
+    dst.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(src / name, dst / name)
+    return _state(src / "model.safetensors")
+
+
+def test_pickle_weights_refused_unless_allowed(tiny15_dir, tmp_path, capsys):
+    ckpt = tmp_path / "pickled"
+    state = _copy_without_weights(tiny15_dir, ckpt)
+    torch.save(state, ckpt / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickle.*--allow-pickle"):
+        load(ckpt)
+    model = load(ckpt, allow_pickle=True)
+    assert torch.equal(model.projector.linear_1.weight, state["projector.linear_1.weight"])
+    assert main(["plan", "--checkpoint", str(ckpt)]) == 0  # config only: no weights read
+    assert main(["generate", "--checkpoint", str(ckpt), "--video", "v.mp4", "--question", "q"]) == 2
+    assert "pickle" in capsys.readouterr().err
+
+
+def test_pickle_with_objects_is_refused_even_when_allowed(tiny15_dir, tmp_path):
+    ckpt = tmp_path / "evil"
+    _copy_without_weights(tiny15_dir, ckpt)
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"x": Payload()}, ckpt / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load(ckpt, allow_pickle=True)
+
+
+def test_mismatch_reports_missing_unexpected_misshaped_in_one_message(tiny15_dir, tmp_path):
+    ckpt = tmp_path / "bad"
+    state = _copy_without_weights(tiny15_dir, ckpt)
+    del state["projector.linear_2.bias"]
+    del state["language_model.model.norm.weight"]
+    state["vision_tower.extra.weight"] = torch.zeros(2)
+    state["projector.linear_1.weight"] = torch.zeros(3, 3)
+    save_file(state, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointError) as e:
+        load(ckpt)
+    msg = str(e.value)
+    missing = msg.split("2 missing (")[1].split(")")[0]
+    assert sorted(missing.split(", ")) == ["language_model.model.norm.weight", "projector.linear_2.bias"]
+    assert "1 unexpected (vision_tower.extra.weight)" in msg
+    assert "1 mis-shaped (projector.linear_1.weight: checkpoint [3, 3] vs model [64, 64])" in msg
+
+
+def test_transformers_mismatch_uses_checkpoint_names(tmp_path):
+    make_hf_llava("llava", tmp_path / "hf")
+    path = tmp_path / "hf" / "model.safetensors"
+    state = _state(path)
+    del state["multi_modal_projector.linear_1.bias"]
+    save_file(state, str(path))
+    with pytest.raises(CheckpointError, match=r"1 missing \(multi_modal_projector.linear_1.bias\)"):
+        load(tmp_path / "hf")
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda d: None, "does not exist"),
+    (lambda d: d.mkdir(), "no config.json"),
+    (lambda d: (d.mkdir(), (d / "config.json").write_text("{nope")), "cannot parse"),
+    (lambda d: (d.mkdir(), (d / "config.json").write_text('{"model_type": "bert"}')), "not a layout"),
+    (lambda d: (d.mkdir(), (d / "config.json").write_text('{"format": "sfllava-mobile", "format_version": 9}')),
+     "format_version 9"),
+])
+def test_folder_errors_exit_2(tmp_path, capsys, setup, message):
+    d = tmp_path / "ckpt"
+    setup(d)
+    with pytest.raises(CheckpointError, match=message):
+        load(d)
+    assert main(["generate", "--checkpoint", str(d), "--video", "v.mp4", "--question", "q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_and_corrupt_weights(tiny15_dir, tmp_path):
+    ckpt = tmp_path / "noweights"
+    _copy_without_weights(tiny15_dir, ckpt)
+    with pytest.raises(CheckpointError, match="no weights"):
+        load(ckpt)
+    (ckpt / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="cannot read weights file"):
+        load(ckpt)
+
+
+def test_missing_tokenizer_and_mismatched_special_ids(tiny15_dir, tmp_path):
+    ckpt = tmp_path / "notok"
+    shutil.copytree(tiny15_dir, ckpt)
+    (ckpt / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="no tokenizer.json"):
+        load(ckpt)
+    shutil.copy(tiny15_dir / "tokenizer.json", ckpt / "tokenizer.json")
+    with pytest.raises(CheckpointError, match="outside the tokenizer"):
+        load(ckpt, **{"text.vocab_size": 2000, "text.eos_ids": "1500"})
+
+
+def test_overrides_apply_at_load(tiny15_dir):
+    cfg, layout, _ = read_config(tiny15_dir, **{"slowfast.slow_frames": "2", "num_frames": "6"})
+    assert layout == "sfllava" and cfg.slowfast.slow_frames == 2 and cfg.num_frames == 6
+    model = load(tiny15_dir, slowfast__pool_position="after_projector", num_frames=6)
+    assert model.config.num_frames == 6
+
+
+def test_version_and_public_names():
+    assert sfllava_mobile.__version__
+    assert sfllava_mobile.VideoLLM is VideoLLM
