@@ -85,11 +85,23 @@ def _check_dims(path: Path, stream) -> None:
                          f"(supported: sides up to {MAX_SIDE}, at most {MAX_PIXELS} pixels)")
 
 
+def _declared_seconds(container, stream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:  # other streams may outlast the video
+        return container.duration / 1e6
+    return None
+
+
 def _demux_index(container, stream) -> tuple[list[int], list[int], bool]:
-    """(sorted frame pts, sorted keyframe pts, truncated) from packets alone, no decoding."""
+    """(sorted frame pts, sorted keyframe pts, truncated) from packets alone, no decoding.
+
+    Truncated: demuxing failed part-way (its last packet is dropped: it is usually cut), or the
+    packets end more than two frame intervals before the duration the header declares.
+    """
     import av
 
-    pts, keys, truncated = [], [], False
+    pts, keys, failed = [], [], False
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.pts is None:
@@ -98,12 +110,17 @@ def _demux_index(container, stream) -> tuple[list[int], list[int], bool]:
             if packet.is_keyframe:
                 keys.append(packet.pts)
     except av.error.FFmpegError:
-        truncated = True
-    if truncated and pts:
-        # The packet cut by the truncation usually cannot be decoded: drop it.
+        failed = True
+    if failed and pts:
         dropped = pts.pop()
         if keys and keys[-1] == dropped:
             keys.pop()
+    truncated = failed
+    declared, rate = _declared_seconds(container, stream), float(stream.average_rate or 0)
+    if pts and declared and rate and stream.time_base:
+        start = float((stream.start_time or 0) * stream.time_base)
+        end = float(max(pts) * stream.time_base) - start + 1 / rate
+        truncated = truncated or end < declared - 2 / rate
     return sorted(pts), sorted(keys), truncated
 
 
