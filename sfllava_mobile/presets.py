@@ -58,7 +58,7 @@ def _sf_llava_34b() -> ModelConfig:
 
 
 _V15_INFERRED = (
-    "vision.image_size", "frame_rule", "num_frames", "slowfast.slow_frames", "slowfast.slow_pool",
+    "vision.image_size", "frame_rule", "num_frames", "slowfast.slow_rule", "slowfast.slow_stride", "slowfast.slow_pool",
     "slowfast.slow_kernel", "slowfast.fast_grid", "slowfast.separator", "slowfast.pool_position",
     "projector.act", "prompt.template", "prompt.system", "text.family", "text.vocab_size",
     "text.hidden_size", "text.num_layers", "text.num_heads", "text.num_kv_heads", "text.intermediate_size",
@@ -78,8 +78,9 @@ def _sf_llava_15(size: str, hidden: int, layers: int, heads: int, kv: int, ffn: 
                  tied: bool) -> ModelConfig:
     return ModelConfig(
         name=f"sf-llava-1.5-{size}", family="1.5", vision=_oryx_vit(),
-        slowfast=SlowFastConfig(slow_frames=32, slow_rule="linspace", slow_pool="2d_avg", slow_kernel=(2, 2),
-                                fast_grid=(6, 6), separator=False, pool_position="after_projector"),
+        # Every 4th frame: 32 slow frames at 128 (the paper's budget), and the same ratio at any T.
+        slowfast=SlowFastConfig(slow_frames=32, slow_rule="stride", slow_stride=4, slow_pool="2d_avg",
+                                slow_kernel=(2, 2), fast_grid=(6, 6), separator=False, pool_position="after_projector"),
         projector=ProjectorConfig(1152, hidden, act="gelu"),
         text=TextConfig(family="qwen2", vocab_size=vocab, hidden_size=hidden, num_layers=layers, num_heads=heads,
                         num_kv_heads=kv, intermediate_size=ffn, rms_norm_eps=1e-6, rope_theta=1e6,

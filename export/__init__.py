@@ -1,0 +1,1 @@
+"""Exporters, one module per target runtime (installed as ``sfllava_mobile.export``)."""

@@ -1,0 +1,1 @@
+"""4-bit recipes per backend (installed as ``sfllava_mobile.quantize``)."""
