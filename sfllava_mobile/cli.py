@@ -40,6 +40,8 @@ def _cmd_generate(a) -> int:
     from .log import stage
 
     timings: dict[str, float] = {}
+    with stage("import", timings):  # torch + transformers: seconds, before any work starts
+        from . import model as _  # noqa: F401
     overrides = _overrides(a.set)
     if a.frames:
         overrides["num_frames"] = str(a.frames)

@@ -77,6 +77,6 @@ def greedy_decode(lm, inputs_embeds: torch.Tensor, max_new_tokens: int, eos_ids:
         token = int(out.logits[0, -1].argmax())
     t2 = time.perf_counter()
     timings = {"prefill_s": t1 - t0, "decode_s": t2 - t1,
-               "prefill_tokens_per_s": inputs_embeds.shape[1] / max(t1 - t0, 1e-9),
-               "decode_tokens_per_s": steps / (t2 - t1) if steps and t2 > t1 else 0.0}
+               "prefill_tokens_per_second": inputs_embeds.shape[1] / max(t1 - t0, 1e-9),
+               "decode_tokens_per_second": steps / (t2 - t1) if steps and t2 > t1 else 0.0}
     return ids, timings

@@ -29,7 +29,7 @@ def test_generate_json(tiny15_dir, clip_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["frame_indices"] == [2, 7, 12, 17, 22, 27, 32, 37] and out["visual_tokens"] == 96
     assert 1 <= len(out["token_ids"]) <= 6 and isinstance(out["answer"], str)
-    assert {"load_s", "decode_video_s", "vision_s", "prefill_s", "decode_s"} <= set(out["timings"])
+    assert {"import_s", "load_s", "decode_video_s", "vision_s", "prefill_s", "decode_s"} <= set(out["timings"])
 
 
 def test_generate_streams_text(tiny15_dir, clip_path, capsys):
