@@ -15,6 +15,14 @@ from sfllava_mobile.model import VideoLLM
 from .conftest import make_hf_llava, rewrite_json
 
 
+def cli_fails(ckpt, message, capsys, *extra):
+    """The CLI exits with 2 and one ``error:`` line holding ``message``."""
+    capsys.readouterr()
+    code = main(["-q", "generate", "--checkpoint", str(ckpt), "--video", "v.mp4", "--question", "q", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
 def _state(path):
     with safe_open(str(path), "pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}
@@ -47,7 +55,7 @@ def test_llava_original_weights_equal_what_was_written(tinyv1_dir):
     assert torch.equal(model.vision_tower.encoder.layers[1].mlp.fc1.weight, clip["vision_model.encoder.layers.1.mlp.fc1.weight"])
 
 
-def test_missing_vision_tower_folder_is_named(tinyv1_dir, tmp_path):
+def test_missing_vision_tower_folder_is_named(tinyv1_dir, tmp_path, capsys):
     ckpt = tmp_path / "v1"
     shutil.copytree(tinyv1_dir, ckpt)
     rewrite_json(ckpt / "config.json", mm_vision_tower="openai/clip-vit-large-patch14-336")
@@ -55,7 +63,8 @@ def test_missing_vision_tower_folder_is_named(tinyv1_dir, tmp_path):
         load(ckpt)
     model = load(ckpt, vision_tower_path=tinyv1_dir / "vision_tower")
     assert model.config.vision.kind == "clip"
-    assert main(["generate", "--checkpoint", str(ckpt), "--video", "x.mp4", "--question", "q"]) == 2
+    cli_fails(ckpt, "--vision-tower DIR", capsys)
+    cli_fails(ckpt, "vision tower folder", capsys, "--vision-tower", str(tmp_path / "nowhere"))
 
 
 @pytest.mark.parametrize("kind", ["llava", "llava_next", "llava_onevision"])
@@ -88,7 +97,7 @@ def test_transformers_layouts_match_transformers_model(kind, naming, tmp_path):
         torch.testing.assert_close(ours, public.reshape(ours.shape), rtol=1e-5, atol=1e-5)
 
 
-def test_sharded_safetensors_with_index(tiny15_dir, tmp_path):
+def test_sharded_safetensors_with_index(tiny15_dir, tmp_path, capsys):
     ckpt = tmp_path / "sharded"
     ckpt.mkdir()
     for name in ("config.json", "tokenizer.json"):
@@ -106,6 +115,7 @@ def test_sharded_safetensors_with_index(tiny15_dir, tmp_path):
     (ckpt / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors"):
         load(ckpt)
+    cli_fails(ckpt, "lists 1 shard(s) that are not in", capsys)
 
 
 def _copy_without_weights(src, dst):
@@ -124,11 +134,10 @@ def test_pickle_weights_refused_unless_allowed(tiny15_dir, tmp_path, capsys):
     model = load(ckpt, allow_pickle=True)
     assert torch.equal(model.projector.linear_1.weight, state["projector.linear_1.weight"])
     assert main(["plan", "--checkpoint", str(ckpt)]) == 0  # config only: no weights read
-    assert main(["generate", "--checkpoint", str(ckpt), "--video", "v.mp4", "--question", "q"]) == 2
-    assert "pickle" in capsys.readouterr().err
+    cli_fails(ckpt, "holds only pickle weights (pytorch_model.bin)", capsys)
 
 
-def test_pickle_with_objects_is_refused_even_when_allowed(tiny15_dir, tmp_path):
+def test_pickle_with_objects_is_refused_even_when_allowed(tiny15_dir, tmp_path, capsys):
     ckpt = tmp_path / "evil"
     _copy_without_weights(tiny15_dir, ckpt)
 
@@ -139,9 +148,10 @@ def test_pickle_with_objects_is_refused_even_when_allowed(tiny15_dir, tmp_path):
     torch.save({"x": Payload()}, ckpt / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="weights_only=True"):
         load(ckpt, allow_pickle=True)
+    cli_fails(ckpt, "torch.load(weights_only=True) refused", capsys, "--allow-pickle")
 
 
-def test_mismatch_reports_missing_unexpected_misshaped_in_one_message(tiny15_dir, tmp_path):
+def test_mismatch_reports_missing_unexpected_misshaped_in_one_message(tiny15_dir, tmp_path, capsys):
     ckpt = tmp_path / "bad"
     state = _copy_without_weights(tiny15_dir, ckpt)
     del state["projector.linear_2.bias"]
@@ -156,9 +166,10 @@ def test_mismatch_reports_missing_unexpected_misshaped_in_one_message(tiny15_dir
     assert sorted(missing.split(", ")) == ["language_model.model.norm.weight", "projector.linear_2.bias"]
     assert "1 unexpected (vision_tower.extra.weight)" in msg
     assert "1 mis-shaped (projector.linear_1.weight: checkpoint [3, 3] vs model [64, 64])" in msg
+    cli_fails(ckpt, "1 unexpected (vision_tower.extra.weight)", capsys)
 
 
-def test_transformers_mismatch_uses_checkpoint_names(tmp_path):
+def test_transformers_mismatch_uses_checkpoint_names(tmp_path, capsys):
     make_hf_llava("llava", tmp_path / "hf")
     path = tmp_path / "hf" / "model.safetensors"
     state = _state(path)
@@ -166,6 +177,24 @@ def test_transformers_mismatch_uses_checkpoint_names(tmp_path):
     save_file(state, str(path))
     with pytest.raises(CheckpointError, match=r"1 missing \(multi_modal_projector.linear_1.bias\)"):
         load(tmp_path / "hf")
+    cli_fails(tmp_path / "hf", "does not match config", capsys)
+
+
+def test_unsupported_transformers_settings_are_named(tmp_path, capsys):
+    make_hf_llava("llava", tmp_path / "hf")
+    rewrite_json(tmp_path / "hf" / "config.json", vision_feature_layer=[-2, -1])
+    cli_fails(tmp_path / "hf", "features from several layers are not supported", capsys)
+    rewrite_json(tmp_path / "hf" / "config.json", vision_feature_layer=-2, text_config={"model_type": "gpt2"})
+    cli_fails(tmp_path / "hf", "text model_type 'gpt2' is not supported", capsys)
+    rewrite_json(tmp_path / "hf" / "config.json", text_config={"model_type": "qwen2"})
+    cli_fails(tmp_path / "hf", "lacks the key 'hidden_size'", capsys)
+
+
+def test_llava_original_bad_projector_type(tinyv1_dir, tmp_path, capsys):
+    ckpt = tmp_path / "v1"
+    shutil.copytree(tinyv1_dir, ckpt)
+    rewrite_json(ckpt / "config.json", mm_projector_type="linear")
+    cli_fails(ckpt, "mm_projector_type 'linear' is not supported", capsys)
 
 
 @pytest.mark.parametrize("setup,message", [
@@ -181,30 +210,36 @@ def test_folder_errors_exit_2(tmp_path, capsys, setup, message):
     setup(d)
     with pytest.raises(CheckpointError, match=message):
         load(d)
-    assert main(["generate", "--checkpoint", str(d), "--video", "v.mp4", "--question", "q"]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    cli_fails(d, message, capsys)
 
 
-def test_missing_and_corrupt_weights(tiny15_dir, tmp_path):
+def test_missing_and_corrupt_weights(tiny15_dir, tmp_path, capsys):
     ckpt = tmp_path / "noweights"
     _copy_without_weights(tiny15_dir, ckpt)
     with pytest.raises(CheckpointError, match="no weights"):
         load(ckpt)
+    cli_fails(ckpt, "no weights in", capsys)
     (ckpt / "model.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError, match="cannot read weights file"):
         load(ckpt)
+    cli_fails(ckpt, "cannot read weights file", capsys)
 
 
-def test_missing_tokenizer_and_mismatched_special_ids(tiny15_dir, tmp_path):
+def test_missing_tokenizer_and_mismatched_special_ids(tiny15_dir, tmp_path, capsys):
     ckpt = tmp_path / "notok"
     shutil.copytree(tiny15_dir, ckpt)
     (ckpt / "tokenizer.json").unlink()
     with pytest.raises(CheckpointError, match="no tokenizer.json"):
         load(ckpt)
+    cli_fails(ckpt, "no tokenizer.json", capsys)
+    (ckpt / "tokenizer.model").write_bytes(b"sp")
+    cli_fails(ckpt, "convert it once with transformers", capsys)
+    (ckpt / "tokenizer.json").write_text("{broken")
+    cli_fails(ckpt, "cannot read tokenizer", capsys)
     shutil.copy(tiny15_dir / "tokenizer.json", ckpt / "tokenizer.json")
     with pytest.raises(CheckpointError, match="outside the tokenizer"):
         load(ckpt, **{"text.vocab_size": 2000, "text.eos_ids": "1500"})
+    cli_fails(ckpt, "outside the tokenizer", capsys, "--set", "text.vocab_size=2000", "--set", "text.eos_ids=1500")
 
 
 def test_overrides_apply_at_load(tiny15_dir):
