@@ -362,8 +362,9 @@ def load(path: str | Path, *, vision_tower_path: str | Path | None = None, allow
     return model
 
 
-def save(model, folder: str | Path) -> Path:
-    """Write ``model`` in our layout (config.json, model.safetensors, tokenizer.json), atomically."""
+def save(model, folder: str | Path, overwrite: bool = False) -> Path:
+    """Write ``model`` in our layout (config.json, model.safetensors, tokenizer.json), atomically;
+    an existing non-empty ``folder`` is replaced only with ``overwrite``."""
     from safetensors.torch import save_file
 
     from .fsutil import atomic_dir
@@ -371,7 +372,7 @@ def save(model, folder: str | Path) -> Path:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if model.config.text.tie_word_embeddings:
         state.pop("language_model.lm_head.weight", None)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
         (tmp / "config.json").write_text(json.dumps(
             {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict()}, indent=2))
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})

@@ -25,36 +25,36 @@ def _clip_l14_336() -> VisionConfig:
                         select_layer=-2, drop_cls=True, position_grid=24, image_mean=CLIP_MEAN, image_std=CLIP_STD)
 
 
-def _sf_llava_7b() -> ModelConfig:
+def _sf_llava_v1(name: str, text: TextConfig, prompt: PromptConfig, inferred: tuple[str, ...] = ()) -> ModelConfig:
+    """LLaVA-NeXT + CLIP-L/14-336, 50 frames, the authors' v1 pathways."""
     return ModelConfig(
-        name="sf-llava-7b", family="v1", vision=_clip_l14_336(),
-        slowfast=SlowFastConfig.from_string(V1_SLOWFAST),
-        projector=ProjectorConfig(1024, 4096),
-        text=TextConfig(family="llama", vocab_size=32000, hidden_size=4096, num_layers=32, num_heads=32,
-                        num_kv_heads=32, intermediate_size=11008, rms_norm_eps=1e-5, rope_theta=10000.0,
-                        tie_word_embeddings=False, max_position_embeddings=4096,
-                        rope_scaling={"rope_type": "dynamic", "factor": 2.0}, bos_id=1, eos_ids=(2,)),
-        prompt=PromptConfig("vicuna_v1", system=V1_SYSTEM, answer_prefix="In the video,"),
-        num_frames=50, frame_rule="segment_midpoint", max_new_tokens=128, context_length=4096,
-    )
+        name=name, family="v1", vision=_clip_l14_336(), slowfast=SlowFastConfig.from_string(V1_SLOWFAST),
+        projector=ProjectorConfig(1024, text.hidden_size), text=text, prompt=prompt,
+        num_frames=50, frame_rule="segment_midpoint", max_new_tokens=128, context_length=4096, inferred=inferred)
+
+
+def _sf_llava_7b() -> ModelConfig:
+    return _sf_llava_v1(
+        "sf-llava-7b",
+        TextConfig(family="llama", vocab_size=32000, hidden_size=4096, num_layers=32, num_heads=32,
+                   num_kv_heads=32, intermediate_size=11008, rms_norm_eps=1e-5, rope_theta=10000.0,
+                   tie_word_embeddings=False, max_position_embeddings=4096,
+                   rope_scaling={"rope_type": "dynamic", "factor": 2.0}, bos_id=1, eos_ids=(2,)),
+        PromptConfig("vicuna_v1", system=V1_SYSTEM, answer_prefix="In the video,"))
 
 
 def _sf_llava_34b() -> ModelConfig:
     # Yi-34B fields beyond SPEC's (heads, FFN width, rope theta, eps, special ids) come from its
     # public config, not from the SF-LLaVA code: listed as inferred.
-    return ModelConfig(
-        name="sf-llava-34b", family="v1", vision=_clip_l14_336(),
-        slowfast=SlowFastConfig.from_string(V1_SLOWFAST),
-        projector=ProjectorConfig(1024, 7168),
-        text=TextConfig(family="llama", vocab_size=64000, hidden_size=7168, num_layers=60, num_heads=56,
-                        num_kv_heads=8, intermediate_size=20480, rms_norm_eps=1e-5, rope_theta=5e6,
-                        tie_word_embeddings=False, max_position_embeddings=4096,
-                        rope_scaling={"rope_type": "dynamic", "factor": 2.0}, bos_id=1, eos_ids=(7, 2)),
-        prompt=PromptConfig("chatml", system="Answer the questions.", answer_prefix="In the video,"),
-        num_frames=50, frame_rule="segment_midpoint", max_new_tokens=128, context_length=4096,
+    return _sf_llava_v1(
+        "sf-llava-34b",
+        TextConfig(family="llama", vocab_size=64000, hidden_size=7168, num_layers=60, num_heads=56,
+                   num_kv_heads=8, intermediate_size=20480, rms_norm_eps=1e-5, rope_theta=5e6,
+                   tie_word_embeddings=False, max_position_embeddings=4096,
+                   rope_scaling={"rope_type": "dynamic", "factor": 2.0}, bos_id=1, eos_ids=(7, 2)),
+        PromptConfig("chatml", system="Answer the questions.", answer_prefix="In the video,"),
         inferred=("text.num_heads", "text.intermediate_size", "text.rope_theta", "text.rms_norm_eps",
-                  "text.eos_ids", "prompt.system"),
-    )
+                  "text.eos_ids", "prompt.system"))
 
 
 _V15_INFERRED = (

@@ -143,10 +143,7 @@ def init_tiny(out: str | Path, family: str = "1.5", seed: int = 0, overwrite: bo
     model = _tiny_model(family, seed)
     out = Path(out)
     if family == "1.5":
-        if out.exists() and overwrite:
-            import shutil
-            shutil.rmtree(out)
-        return save(model, out)
+        return save(model, out, overwrite=overwrite)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         _write_llava_original(model, tmp)
     return out
