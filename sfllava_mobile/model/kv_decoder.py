@@ -18,23 +18,28 @@ from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 
 class GenericCacheAttention(nn.Module):
-    """Cache ``[1, H_kv, L, D]`` written by slice; SDPA over the whole cache with a causal mask."""
+    """Cache ``[1, L, H_kv, D]`` written by slice; SDPA over the whole cache with a causal mask.
+
+    Every attention module takes roped ``q [1, S, H, D]``, ``k/v [1, S, H_kv, D]`` and the start
+    position, and returns ``[1, S, H*D]``; the cache layout ``[1, L, H_kv, D]`` is the one
+    ExecuTorch's ``update_cache`` / ``custom_sdpa`` use, so both implementations load alike.
+    """
 
     def __init__(self, n_heads: int, n_kv: int, head_dim: int, max_context: int, dtype: torch.dtype):
         super().__init__()
         self.n_heads, self.n_kv, self.head_dim, self.max_context = n_heads, n_kv, head_dim, max_context
-        self.register_buffer("k_cache", torch.zeros(1, n_kv, max_context, head_dim, dtype=dtype))
-        self.register_buffer("v_cache", torch.zeros(1, n_kv, max_context, head_dim, dtype=dtype))
+        self.register_buffer("k_cache", torch.zeros(1, max_context, n_kv, head_dim, dtype=dtype))
+        self.register_buffer("v_cache", torch.zeros(1, max_context, n_kv, head_dim, dtype=dtype))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
-        """``q [1, H, S, D]``, ``k/v [1, H_kv, S, D]`` (roped) -> ``[1, S, H*D]``."""
-        s = q.shape[2]
-        self.k_cache[:, :, start:start + s] = k
-        self.v_cache[:, :, start:start + s] = v
+        s = q.shape[1]
+        self.k_cache[:, start:start + s] = k
+        self.v_cache[:, start:start + s] = v
         cols = torch.arange(self.max_context, device=q.device)
         rows = torch.arange(s, device=q.device) + start
         mask = cols[None, :] <= rows[:, None]
-        out = F.scaled_dot_product_attention(q, self.k_cache, self.v_cache, attn_mask=mask,
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), self.k_cache.transpose(1, 2),
+                                             self.v_cache.transpose(1, 2), attn_mask=mask,
                                              enable_gqa=self.n_heads != self.n_kv)
         return out.transpose(1, 2).reshape(1, s, self.n_heads * self.head_dim)
 
@@ -59,10 +64,10 @@ class _CachedLayer(nn.Module):
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int) -> torch.Tensor:
         s = h.shape[1]
         x = self.input_layernorm(h)
-        q = self.q_proj(x).view(1, s, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(1, s, self.n_kv, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(1, s, self.n_kv, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        q = self.q_proj(x).view(1, s, self.n_heads, self.head_dim)
+        k = self.k_proj(x).view(1, s, self.n_kv, self.head_dim)
+        v = self.v_proj(x).view(1, s, self.n_kv, self.head_dim)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)  # heads at dim 2
         h = h + self.o_proj(self.attention(q, k, v, start))
         return h + self.mlp(self.post_attention_layernorm(h))
 

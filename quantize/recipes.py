@@ -1,0 +1,73 @@
+"""Named quantization recipes and their validation.
+
+A recipe says, per component (decoder linears, token embedding, vision tower + projector linears),
+which scheme to use. Schemes are backend-neutral descriptions; ``quantize/torchao.py`` applies
+them for ExecuTorch. Bits-per-weight accounting (for size floors) lives here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sfllava_mobile.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """``weight_bits`` with one scale per ``group`` weights (``0`` = one per output channel);
+    ``dynamic_act8``: int8 dynamic activations (8daXw), else weight-only."""
+
+    weight_bits: int
+    group: int = 32
+    dynamic_act8: bool = True
+
+    def __post_init__(self) -> None:
+        if self.weight_bits not in (4, 8):
+            raise ConfigError(f"weight_bits must be 4 or 8, got {self.weight_bits}")
+        if self.group < 0 or (self.group and self.group & (self.group - 1)):
+            raise ConfigError(f"group must be 0 (per channel) or a power of two, got {self.group}")
+
+    @property
+    def label(self) -> str:
+        g = f"g{self.group}" if self.group else "per-channel"
+        return f"{'8da' if self.dynamic_act8 else 'w'}{self.weight_bits}w-{g}" if self.dynamic_act8 else \
+            f"int{self.weight_bits}-weight-only-{g}"
+
+    def bits_per_weight(self, in_features: int, group: int | None = None) -> float:
+        """Weight bits plus one fp16 scale per group (per-channel: per ``in_features``)."""
+        g = group if group is not None else self.group
+        return self.weight_bits + 16 / (g or in_features)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    decoder_linear: Scheme | None
+    embedding: Scheme | None
+    vision_linear: Scheme | None
+    description: str
+
+    @property
+    def is_float(self) -> bool:
+        return self.decoder_linear is None and self.embedding is None and self.vision_linear is None
+
+
+RECIPES: dict[str, Recipe] = {
+    "none": Recipe("none", None, None, None, "float32 everywhere (the parity baseline)"),
+    "8da4w": Recipe(
+        "8da4w", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
+        "int8 dynamic activations + int4 group-32 weights for every linear; 4-bit group-32 embedding"),
+    "8da4w-v8": Recipe(
+        "8da4w-v8", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(8, 0),
+        "as 8da4w, but the vision tower and projector use int8 per-channel weights (8da8w)"),
+    "8da4w-e8": Recipe(
+        "8da4w-e8", Scheme(4, 32), Scheme(8, 0, dynamic_act8=False), Scheme(4, 32),
+        "as 8da4w, with an 8-bit per-channel embedding"),
+}
+
+
+def get(name: str) -> Recipe:
+    """The recipe ``name``; unknown names list the known ones."""
+    if name not in RECIPES:
+        raise ConfigError(f"unknown quantization recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+    return RECIPES[name]

@@ -1,0 +1,121 @@
+"""The on-device bundle: ``manifest.json`` (versioned), ``tokenizer.json``, artifacts, ``golden.json``.
+
+The manifest carries everything an app needs besides the artifacts: frame count and size, the
+sampling rule, normalization, slowfast config and visual token count, the prompt template and
+special ids, method names and their I/O, the quantization recipe and coverage, and (after
+``verify``) the parity results. ``golden.json`` holds vectors the Swift and Kotlin ports test
+against: frame indices for several clip lengths, resize/normalize results on a synthetic frame
+defined by a formula, the prompt's token ids, and the first greedy tokens on a synthetic clip.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import ModelConfig
+from .errors import SfllavaError
+from .ops import slowfast_token_counts
+from .prompt import IMAGE_PLACEHOLDER, render
+from .video import normalize, resize_frames, sample_frame_indices
+
+SCHEMA_VERSION = 1
+GOLDEN_QUESTION = "What is moving in the video?"
+GOLDEN_TOTALS = (1, 7, 50, 128, 301, 1800)
+
+
+def pattern_frame(height: int, width: int) -> torch.Tensor:
+    """``[H, W, 3]`` uint8 with pixel (y, x, c) = ``(37*x + 91*y + 53*c) % 256``: easy to rebuild in any language."""
+    y = torch.arange(height).view(-1, 1, 1)
+    x = torch.arange(width).view(1, -1, 1)
+    c = torch.arange(3).view(1, 1, -1)
+    return ((37 * x + 91 * y + 53 * c) % 256).to(torch.uint8)
+
+
+def video_section(cfg: ModelConfig, frames: int) -> dict:
+    h, w = cfg.vision.image_size
+    return {
+        "frames": frames, "frame_height": h, "frame_width": w,
+        "sampling_rule": "uniform",
+        "sampling_formula": "index_i = ((2*i + 1) * total_frames) // (2 * frames), integer arithmetic",
+        "resize": "squash to frame_height x frame_width; bilinear, half-pixel centres, no antialias, float32, "
+                  "round half to even, clamp to [0, 255]",
+        "normalization": {"mean": list(cfg.vision.image_mean), "std": list(cfg.vision.image_std),
+                          "formula": "(x / 255 - mean) / std", "in_graph": True},
+        "encoder_input": {"dtype": "uint8", "shape": [1, 3, frames * h, w], "layout": "tall_image",
+                          "description": "the T resized RGB frames, channel-planar, stacked along height "
+                                         "(frame t occupies rows t*H .. t*H+H-1)"},
+    }
+
+
+def prompt_section(cfg: ModelConfig, tokenizer) -> dict:
+    before, after = render(cfg.prompt, "{question}").split(IMAGE_PLACEHOLDER)
+    return {"template": cfg.prompt.template, "text_before_video": before, "text_after_video": after,
+            "question_placeholder": "{question}", "system": cfg.prompt.system,
+            "answer_prefix": cfg.prompt.answer_prefix, "bos_id": cfg.text.bos_id, "eos_ids": list(cfg.text.eos_ids),
+            "tokenize": "encode text_before_video and text_after_video (question substituted) separately, no "
+                        "special tokens added; prepend bos_id when not null; the video rows go between them"}
+
+
+def base_manifest(cfg: ModelConfig, frames: int, tokenizer, backend: str, extra: dict[str, Any]) -> dict:
+    counts = slowfast_token_counts(cfg.slowfast, frames, cfg.vision.grid)
+    return {
+        "schema_version": SCHEMA_VERSION, "toolkit_version": __version__, "backend": backend,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"name": cfg.name, "family": cfg.family, "inferred_fields": list(cfg.inferred),
+                  "config": cfg.to_dict()},
+        "video": video_section(cfg, frames),
+        "slowfast": {"config": cfg.to_dict()["slowfast"], "token_counts": counts},
+        "visual_tokens": counts["total"],
+        "prompt": prompt_section(cfg, tokenizer),
+        **extra,
+    }
+
+
+def golden(model, frames: int, greedy_tokens: list[int], clip_frames: torch.Tensor) -> dict:
+    """Vectors the app ports check against (see module docstring)."""
+    cfg = model.config
+    from .prompt import build_input_ids
+
+    src = pattern_frame(12, 20)
+    small = resize_frames(src.unsqueeze(0), (7, 9))[0]
+    full = resize_frames(src.unsqueeze(0), cfg.vision.image_size)
+    norm = normalize(full, cfg.vision.image_mean, cfg.vision.image_std)
+    ids = build_input_ids(model.tokenizer, cfg.prompt, cfg.text, GOLDEN_QUESTION)
+    k = ids.index(-200)
+    return {
+        "frame_indices": {"frames": frames, "rule": "uniform",
+                          "cases": {str(t): sample_frame_indices(t, frames, "uniform") for t in GOLDEN_TOTALS}},
+        "frame_indices_segment_midpoint": {"frames": 50, "cases": {
+            str(t): sample_frame_indices(t, 50, "segment_midpoint") for t in GOLDEN_TOTALS}},
+        "pattern_frame": {"formula": "(37*x + 91*y + 53*c) % 256", "height": 12, "width": 20},
+        "resize_small": {"to": [7, 9], "uint8_hwc": small.flatten().tolist()},
+        "resize_model": {"to": list(cfg.vision.image_size), "sum": int(full.to(torch.int64).sum()),
+                         "first_row_uint8_hwc": full[0].flatten()[:48].tolist()},
+        "normalized_model": {"sum": float(norm.sum()), "first_values_chw": norm.flatten()[:16].tolist()},
+        "prompt": {"question": GOLDEN_QUESTION, "ids_before_video": ids[:k], "ids_after_video": ids[k + 1:]},
+        "greedy": {"question": GOLDEN_QUESTION, "clip": "synthetic_frames(frames, 96, 128) of sfllava_mobile.synthetic",
+                   "clip_frames": int(clip_frames.shape[0]), "tokens": greedy_tokens},
+    }
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_manifest(bundle: str | Path) -> dict:
+    path = Path(bundle) / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SfllavaError(f"{bundle} is not a bundle: no manifest.json") from None
+    except ValueError as e:
+        raise SfllavaError(f"cannot parse {path}: {e}") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise SfllavaError(f"{path} has schema_version {data.get('schema_version')!r}; this toolkit reads {SCHEMA_VERSION}")
+    return data
