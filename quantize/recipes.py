@@ -33,10 +33,9 @@ class Scheme:
         return f"{'8da' if self.dynamic_act8 else 'w'}{self.weight_bits}w-{g}" if self.dynamic_act8 else \
             f"int{self.weight_bits}-weight-only-{g}"
 
-    def bits_per_weight(self, in_features: int, group: int | None = None) -> float:
+    def bits_per_weight(self, in_features: int) -> float:
         """Weight bits plus one fp16 scale per group (per-channel: per ``in_features``)."""
-        g = group if group is not None else self.group
-        return self.weight_bits + 16 / (g or in_features)
+        return self.weight_bits + 16 / (self.group or in_features)
 
 
 @dataclass(frozen=True)

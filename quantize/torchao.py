@@ -2,10 +2,10 @@
 
 Linears use ``Int8DynamicActivationIntxWeightConfig`` (8daXw). torchao's weight-only linears
 are not used: the XNNPACK partitioner accepts them but computes wrong results (about 1/scale off;
-seen in a spike with executorch 1.5.1), so weight-only is for embeddings only. A linear whose
-input width is not divisible by the group falls back to the largest power-of-two group that
-divides it (SigLIP's MLP width 4304 = 16 x 269 takes group 16), else to per-channel scales.
-No layer is skipped silently: every Linear and Embedding gets a coverage row.
+seen in a spike with executorch 1.5.1), so weight-only is for embeddings only. XNNPACK takes
+group sizes that are multiples of 32 only, so a linear whose input width is not divisible by the
+recipe's group falls back to int8 per-channel weights (8da8w): SigLIP's MLP width 4304 = 16 x 269
+has no multiple-of-32 divisor. No layer is skipped silently: every layer gets a coverage row.
 """
 
 from __future__ import annotations
@@ -34,23 +34,20 @@ class CoverageRow:
         return asdict(self)
 
 
-def _group_for(in_features: int, wanted: int) -> tuple[int, str]:
-    if wanted == 0 or in_features % wanted == 0:
-        return wanted, ""
-    g = wanted // 2
-    while g >= 8:
-        if in_features % g == 0:
-            return g, f"width {in_features} not divisible by {wanted}: group {g}"
-        g //= 2
-    return 0, f"width {in_features} not divisible by {wanted} or any smaller power of two >= 8: per-channel"
+def _fallback(in_features: int, scheme: Scheme) -> tuple[Scheme, str]:
+    """The scheme a layer of this width actually gets, and why, if it differs."""
+    if scheme.group == 0 or in_features % scheme.group == 0:
+        return scheme, ""
+    return (Scheme(8, 0, scheme.dynamic_act8),
+            f"width {in_features} not divisible by group {scheme.group} (XNNPACK needs multiples of 32): int8 per-channel")
 
 
-def _config(scheme: Scheme, group: int, embedding: bool):
+def _config(scheme: Scheme, embedding: bool):
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerAxis, PerGroup
 
     dtype = torch.int4 if scheme.weight_bits == 4 else torch.int8
-    gran = PerGroup(group) if group else PerAxis(0)
+    gran = PerGroup(scheme.group) if scheme.group else PerAxis(0)
     if embedding or not scheme.dynamic_act8:
         return IntxWeightOnlyConfig(weight_dtype=dtype, granularity=gran)
     return Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=gran)
@@ -69,11 +66,11 @@ def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, ki
         if scheme is None:
             rows.append(CoverageRow(component, name, kind, shape, "float", None, None, 32.0, "recipe keeps float"))
             continue
-        group, note = _group_for(width, scheme.group)
-        quantize_(layer, _config(scheme, group, kind == "embedding"), filter_fn=lambda m, fqn: isinstance(m, cls))
-        label = Scheme(scheme.weight_bits, group, scheme.dynamic_act8 and kind == "linear").label
-        rows.append(CoverageRow(component, name, kind, shape, label, scheme.weight_bits, group,
-                                scheme.bits_per_weight(width, group), note))
+        used, note = _fallback(width, scheme)
+        quantize_(layer, _config(used, kind == "embedding"), filter_fn=lambda m, fqn: isinstance(m, cls))
+        label = Scheme(used.weight_bits, used.group, used.dynamic_act8 and kind == "linear").label
+        rows.append(CoverageRow(component, name, kind, shape, label, used.weight_bits, used.group,
+                                used.bits_per_weight(width), note))
     return rows
 
 

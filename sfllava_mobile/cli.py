@@ -49,7 +49,7 @@ def _cmd_generate(a) -> int:
         model = checkpoint.load(a.checkpoint, vision_tower_path=a.vision_tower, allow_pickle=a.allow_pickle, **overrides)
     cfg = model.config
     with stage("decode_video", timings):
-        clip = video.read_clip(a.video, cfg.num_frames, cfg.frame_rule)
+        clip = video.read_clip(a.video, cfg.num_frames, cfg.frame_rule, resize_to=cfg.vision.image_size)
     log.info("sampled %d of %d frames (%s rule), %d visual tokens", len(clip.indices), clip.total_frames,
              cfg.frame_rule, model.visual_token_count(len(clip.indices)))
 

@@ -130,8 +130,13 @@ def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
-def read_clip(path: str | Path, num_frames: int, rule: str = "uniform") -> Clip:
-    """Decode ``num_frames`` frames of ``path`` chosen by ``rule``; raises :class:`VideoError` on bad input."""
+def read_clip(path: str | Path, num_frames: int, rule: str = "uniform",
+              resize_to: tuple[int, int] | None = None) -> Clip:
+    """Decode ``num_frames`` frames of ``path`` chosen by ``rule``; raises :class:`VideoError` on bad input.
+
+    ``resize_to`` (H, W) applies :func:`resize_frames` to each frame as it is decoded, so a long
+    high-resolution clip never holds T full-size frames in memory (128 x 1080p RGB is 0.8 GB).
+    """
     import av
 
     path = Path(path)
@@ -164,7 +169,10 @@ def read_clip(path: str | Path, num_frames: int, rule: str = "uniform") -> Clip:
                     last_pts = frame.pts
                     if frame.pts >= target:
                         rotation = int(getattr(frame, "rotation", 0) or 0)
-                        got[i] = _rotate(frame.to_ndarray(format="rgb24"), rotation)
+                        rgb = _rotate(frame.to_ndarray(format="rgb24"), rotation)
+                        if resize_to is not None:
+                            rgb = resize_frames(torch.from_numpy(rgb).unsqueeze(0), resize_to)[0].numpy()
+                        got[i] = rgb
                         break
                 if i not in got:
                     raise VideoError(f"{path}: frame {i} (of {len(pts)}) could not be decoded")

@@ -72,6 +72,8 @@ def test_read_clip_seeking_equals_sequential_decode(tmp_path):
     clip = read_clip(path, 7, "uniform")
     for k, i in enumerate(clip.indices):
         assert np.array_equal(clip.frames[k].numpy(), seq[i])
+    small = read_clip(path, 7, "uniform", resize_to=(16, 24))
+    assert torch.equal(small.frames, resize_frames(clip.frames, (16, 24)))
     clip_v1 = read_clip(path, 50, "segment_midpoint")
     assert all(np.array_equal(clip_v1.frames[k].numpy(), seq[i]) for k, i in enumerate(clip_v1.indices))
 

@@ -16,6 +16,19 @@ from .projector import Projector
 from .vision import VisionTower
 
 
+def visual_rows(pixel_values: torch.Tensor, vision_tower: nn.Module, projector: nn.Module,
+                separator: torch.Tensor | None, config: ModelConfig) -> torch.Tensor:
+    """``[T, 3, H, W]`` normalized -> ``[N_visual, hidden]``: tower, slowfast_pool and projector in the
+    configured order, separator if any. Shared by the reference model and every exported encoder."""
+    p = config.vision.patch_size
+    grid = (pixel_values.shape[2] // p, pixel_values.shape[3] // p)
+    feats = vision_tower(pixel_values)
+    sf = config.slowfast
+    if sf.pool_position == "before_projector":
+        return projector(slowfast_pool(feats, sf, grid, separator))
+    return slowfast_pool(projector(feats), sf, grid, separator)
+
+
 class VideoLLM(nn.Module):
     """The PyTorch reference every export is checked against.
 
@@ -43,13 +56,7 @@ class VideoLLM(nn.Module):
         """``pixel_values [T, 3, H, W]`` (normalized) -> ``[N_visual, hidden]``: the rows spliced into the prompt."""
         if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
             raise ConfigError(f"embed_video takes pixel_values [T, 3, H, W], got {tuple(pixel_values.shape)}")
-        p = self.config.vision.patch_size
-        grid = (pixel_values.shape[2] // p, pixel_values.shape[3] // p)
-        feats = self.vision_tower(pixel_values.to(self.dtype))
-        sf = self.config.slowfast
-        if sf.pool_position == "before_projector":
-            return self.projector(slowfast_pool(feats, sf, grid, self.separator))
-        return slowfast_pool(self.projector(feats), sf, grid, self.separator)
+        return visual_rows(pixel_values.to(self.dtype), self.vision_tower, self.projector, self.separator, self.config)
 
     def embed_tokens(self) -> nn.Module:
         return self.language_model.get_input_embeddings()

@@ -1,0 +1,78 @@
+"""Export settings shared by every backend, validated before anything is traced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sfllava_mobile.config import ModelConfig
+from sfllava_mobile.errors import ConfigError
+from sfllava_mobile.ops import slowfast_token_count
+
+from ..quantize import recipes
+
+BACKENDS = ("executorch",)
+ATTENTIONS = ("custom", "generic")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export. ``frames`` defaults to the model's; lengths default from the token plan.
+
+    ``max_seq_len``: most rows one ``text_decoder`` call takes; the runner prefills the whole video
+    in one call, so it must be >= the visual token count (and >= the longest text segment).
+    ``max_context_len``: KV-cache positions = prompt + answer.
+    ``text_allowance``: room for template + question tokens. ``attention``: ``custom`` uses
+    ExecuTorch's ``update_cache``/``custom_sdpa``; ``generic`` the backend-neutral cache.
+    """
+
+    backend: str = "executorch"
+    quant: str = "8da4w"
+    frames: int | None = None
+    max_seq_len: int | None = None
+    max_context_len: int | None = None
+    text_allowance: int = 256
+    max_new_tokens: int = 128
+    attention: str = "custom"
+    verify: bool = True
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend {self.backend!r} is not available; choose one of {BACKENDS}")
+        recipes.get(self.quant)
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        for name in ("frames", "max_seq_len", "max_context_len"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.text_allowance < 16 or self.max_new_tokens < 1:
+            raise ConfigError("text_allowance must be >= 16 and max_new_tokens >= 1")
+
+
+@dataclass(frozen=True)
+class ResolvedExport:
+    frames: int
+    visual_tokens: int
+    max_seq_len: int
+    max_context_len: int
+
+
+def resolve(export: ExportConfig, model: ModelConfig) -> ResolvedExport:
+    """Concrete lengths for ``model``; every limit that cannot hold is named with its fix."""
+    frames = export.frames or model.num_frames
+    n_vis = slowfast_token_count(model.slowfast, frames, model.vision.grid)
+    seq = export.max_seq_len or max(n_vis, export.text_allowance)
+    ctx = export.max_context_len or n_vis + export.text_allowance + export.max_new_tokens
+    if seq < n_vis:
+        raise ConfigError(f"max_seq_len {seq} < {n_vis} visual tokens: the runner prefills the video in one call; "
+                          f"use --max-seq-len >= {n_vis} or fewer frames")
+    if ctx < n_vis + 16:
+        raise ConfigError(f"max_context_len {ctx} leaves no room for text after {n_vis} visual tokens; use at least {n_vis + 64}")
+    if seq > ctx:
+        seq = ctx
+    limit = model.text.max_position_embeddings
+    if ctx > limit and not model.text.rope_scaling:
+        raise ConfigError(f"max_context_len {ctx} exceeds the decoder's {limit} positions; use fewer frames or a "
+                          f"smaller --max-context-len")
+    return ResolvedExport(frames, n_vis, seq, ctx)

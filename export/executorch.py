@@ -1,0 +1,201 @@
+"""ExecuTorch export: one ``.pte`` holding ``vision_encoder``, ``token_embedding``, ``text_decoder``
+and the metadata methods the stock multimodal runner reads, in a bundle folder.
+
+Entry point: :func:`export` (same shape as every backend's: model, output folder, ExportConfig).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sfllava_mobile import bundle
+from sfllava_mobile.errors import ConfigError
+from sfllava_mobile.fsutil import atomic_dir
+from sfllava_mobile.log import stage
+from sfllava_mobile.model.kv_decoder import GenericCacheAttention
+from sfllava_mobile.ops import decompositions
+from sfllava_mobile.synthetic import synthetic_frames
+
+from ..quantize import recipes, torchao as tq
+from .config import ExportConfig, ResolvedExport, resolve
+from .programs import Programs, build_programs, tall_image
+
+log = logging.getLogger("sfllava_mobile")
+
+PTE_NAME = "model.pte"
+METHODS = ("vision_encoder", "token_embedding", "text_decoder")
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    manifest: dict
+    programs: Programs  # the eager (quantized) twins, for parity in the same process
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _attention(kind: str):
+    if kind == "custom":
+        from .executorch_attention import CustomSdpaAttention
+
+        return CustomSdpaAttention
+    return GenericCacheAttention
+
+
+def metadata(model, r: ResolvedExport) -> dict:
+    """Constant methods the runner reads (see the README's runner contract)."""
+    text = model.config.text
+    meta = {"get_max_seq_len": r.max_seq_len, "get_max_context_len": r.max_context_len,
+            "get_eos_ids": list(text.eos_ids), "use_kv_cache": True, "enable_dynamic_shape": True,
+            "get_vocab_size": text.vocab_size, "get_n_frames": r.frames, "get_visual_tokens": r.visual_tokens}
+    if text.bos_id is not None:
+        meta["get_bos_id"] = text.bos_id
+    return meta
+
+
+def _export_programs(p: Programs, model, r: ResolvedExport) -> dict:
+    h, w = model.config.vision.image_size
+    hidden = model.config.text.hidden_size
+    seq = torch.export.Dim("seq", min=1, max=r.max_seq_len)
+    image = torch.zeros(1, 3, r.frames * h, w, dtype=torch.uint8)
+    eps = {}
+    with torch.no_grad():
+        ep = torch.export.export(p.vision_encoder, (image,), strict=False)
+        # slowfast_pool becomes core ATen ops (slices, pools, cat) that XNNPACK can take.
+        eps["vision_encoder"] = ep.run_decompositions(decompositions())
+        eps["token_embedding"] = torch.export.export(
+            p.token_embedding, (torch.zeros(1, 2, dtype=torch.long),), dynamic_shapes=({1: seq},), strict=True)
+        eps["text_decoder"] = torch.export.export(
+            p.text_decoder, (torch.zeros(1, 2, hidden), torch.tensor([0])), dynamic_shapes=({1: seq}, None),
+            strict=True)
+    return eps
+
+
+def _lower(eps: dict, meta: dict):
+    from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    # Dynamic-quant linears first, one op per partition (keeps peak memory low), then the rest.
+    partitioner = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.DYNAMIC_QUANT, per_op_mode=True),
+                   XnnpackPartitioner()]
+    return to_edge_transform_and_lower(
+        eps, partitioner=partitioner, constant_methods=meta,
+        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
+
+
+def _to_executorch(edge):
+    from executorch.exir import ExecutorchBackendConfig
+    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
+    return edge.to_executorch(ExecutorchBackendConfig(
+        extract_delegate_segments=True,
+        do_quant_fusion_and_const_prop=True,  # 4-bit embedding -> quantized_decomposed::embedding_4bit
+        # The KV cache gets its own memory: without it, running vision_encoder overwrites the cache.
+        memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False, share_mutable_buffers=True),
+        sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass()))
+
+
+def delegation_report(et) -> dict:
+    """Per method: delegate calls, and every op left outside the delegate with its count."""
+    report = {}
+    for name in METHODS:
+        ops = collections.Counter(str(n.target) for n in et.exported_program(name).graph.nodes
+                                  if n.op == "call_function")
+        calls = ops.pop("executorch_call_delegate", 0)
+        report[name] = {"delegate_calls": calls, "outside_delegate": dict(sorted(ops.items()))}
+    return report
+
+
+def export(model, out: str | Path, config: ExportConfig) -> ExportResult:
+    """Export ``model`` (a loaded VideoLLM) to a bundle folder ``out``; atomic, no overwrite by default."""
+    from .executorch_attention import register_ops
+
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    r = resolve(config, model.config)
+    recipe = recipes.get(config.quant)
+    if model.tokenizer is None:
+        raise ConfigError("the model has no tokenizer: load it from a checkpoint folder")
+    if model.tokenizer.vocab_size > model.config.text.vocab_size:
+        raise ConfigError(f"tokenizer has {model.tokenizer.vocab_size} tokens but the decoder only "
+                          f"{model.config.text.vocab_size} logits: the runner would read past the logits")
+    out = Path(out)
+    register_ops()
+    log.info("export %s: %d frames -> %d visual tokens, max_seq_len %d, max_context_len %d, recipe %s, "
+             "attention %s", model.config.name, r.frames, r.visual_tokens, r.max_seq_len, r.max_context_len,
+             recipe.name, config.attention)
+    with atomic_dir(out, overwrite=config.overwrite) as tmp:
+        with stage("prepare", timings):
+            progs = build_programs(model, r.frames, r.max_context_len, _attention(config.attention))
+        with stage("quantize", timings):
+            rows = tq.apply(recipe, progs.vision_encoder.vision_tower, progs.vision_encoder.projector,
+                            progs.text_decoder, progs.token_embedding)
+        summary = tq.coverage_summary(rows)
+        log.info("coverage: %d layers, %d quantized (%d with a fallback group), %d float; %.2f bits/weight\n%s",
+                 summary["layers"], summary["quantized"], summary["fallbacks"], summary["float"],
+                 summary["bits_per_weight"], tq.format_coverage(rows))
+        with stage("torch_export", timings):
+            eps = _export_programs(progs, model, r)
+        with stage("to_edge_transform_and_lower", timings):
+            edge = _lower(eps, metadata(model, r))
+        with stage("to_executorch", timings):
+            et = _to_executorch(edge)
+        with stage("write", timings):
+            pte = tmp / PTE_NAME
+            with open(pte, "wb") as f:
+                et.write_to_file(f)
+            model.tokenizer.save(tmp / "tokenizer.json")
+        delegation = delegation_report(et)
+        for name, rep in delegation.items():
+            log.info("%s: %d delegate call(s); outside the delegate: %s", name, rep["delegate_calls"],
+                     ", ".join(f"{k} x{v}" for k, v in rep["outside_delegate"].items()) or "nothing")
+        params = sum(int(torch.Size(row.shape).numel()) for row in rows)
+        floor = int(sum(torch.Size(row.shape).numel() * row.bits_per_weight / 8 for row in rows))
+        manifest = bundle.base_manifest(model.config, r.frames, model.tokenizer, "executorch", {
+            "artifacts": {"program": PTE_NAME, "tokenizer": "tokenizer.json", "golden": "golden.json"},
+            "methods": _method_contract(model, r),
+            "metadata_methods": metadata(model, r),
+            "context": {"max_seq_len": r.max_seq_len, "max_context_len": r.max_context_len,
+                        "text_allowance": config.text_allowance, "max_new_tokens": config.max_new_tokens},
+            "quantization": {"recipe": recipe.name, "description": recipe.description, "summary": summary,
+                             "coverage": [row.to_dict() for row in rows]},
+            "delegation": delegation,
+            "size": {"pte_bytes": pte.stat().st_size, "weights": params, "floor_bytes": floor,
+                     "ratio_to_floor": round(pte.stat().st_size / floor, 3) if floor else None},
+            "export": {"attention": config.attention, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                       "source": str(getattr(model, "source", "") or "")},
+        })
+        with stage("golden", timings):
+            frames = torch.from_numpy(synthetic_frames(r.frames, 96, 128))
+            ref = model.generate(frames, bundle.GOLDEN_QUESTION, max_new_tokens=8)
+            bundle.write_json(tmp / "golden.json", bundle.golden(model, r.frames, ref.token_ids, frames))
+        bundle.write_json(tmp / "manifest.json", manifest)
+    timings["total"] = time.perf_counter() - t_all
+    log.info("bundle %s: %s %.1f MB (floor %.1f MB, x%.2f) in %.1f s", out, PTE_NAME, manifest["size"]["pte_bytes"] / 1e6,
+             floor / 1e6, manifest["size"]["ratio_to_floor"] or 0, timings["total"])
+    return ExportResult(out, manifest, progs, timings)
+
+
+def _method_contract(model, r: ResolvedExport) -> dict:
+    h, w = model.config.vision.image_size
+    hid, vocab = model.config.text.hidden_size, model.config.text.vocab_size
+    return {
+        "vision_encoder": {"inputs": [{"dtype": "uint8", "shape": [1, 3, r.frames * h, w]}],
+                           "output": {"dtype": "float32", "shape": [1, r.visual_tokens, hid]}},
+        "token_embedding": {"inputs": [{"dtype": "int64", "shape": [1, f"1..{r.max_seq_len}"]}],
+                            "output": {"dtype": "float32", "shape": [1, "S", hid]}},
+        "text_decoder": {"inputs": [{"dtype": "float32", "shape": [1, f"1..{r.max_seq_len}", hid]},
+                                    {"dtype": "int64", "shape": [1], "meaning": "position of the first row"}],
+                         "output": {"dtype": "float32", "shape": [1, vocab], "meaning": "logits of the last row"}},
+    }
+
+
+__all__ = ["ExportResult", "export", "tall_image", "PTE_NAME", "METHODS"]

@@ -1,0 +1,76 @@
+"""The three on-device programs as eager modules: what gets exported, and the eager twin that
+parity compares the artifact with (before or after quantization).
+
+- ``vision_encoder(image uint8 [1, 3, T*H, W]) -> [1, N_visual, hidden]``: the T frames stacked
+  along height (a "tall image" the stock runner carries), normalized in-graph, then the ViT,
+  ``slowfast_pool`` and the projector.
+- ``token_embedding(ids int64 [1, S]) -> [1, S, hidden]``.
+- ``text_decoder(embeds [1, S, hidden], input_pos int64 [1]) -> logits [1, vocab]`` (last row),
+  with a static KV cache updated in place.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sfllava_mobile.model.kv_decoder import AttentionFactory, KVCacheDecoder
+from sfllava_mobile.model.video_llm import visual_rows
+
+
+class VisionEncoderProgram(nn.Module):
+    def __init__(self, model, frames: int):
+        super().__init__()
+        cfg = model.config
+        self.config = cfg
+        self.frames = frames
+        self.height, self.width = cfg.vision.image_size
+        self.vision_tower = copy.deepcopy(model.vision_tower)
+        self.projector = copy.deepcopy(model.projector)
+        self.separator = copy.deepcopy(model.separator)
+        self.register_buffer("mean", torch.tensor(cfg.vision.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.vision.image_std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.reshape(3, self.frames, self.height, self.width).permute(1, 0, 2, 3)
+        x = (x.to(torch.float32) / 255.0 - self.mean) / self.std
+        return visual_rows(x, self.vision_tower, self.projector, self.separator, self.config).unsqueeze(0)
+
+
+def tall_image(frames_uint8: torch.Tensor) -> torch.Tensor:
+    """``[T, H, W, 3]`` uint8 (already resized) -> ``[1, 3, T*H, W]``: frames stacked along height."""
+    t, h, w, _ = frames_uint8.shape
+    return frames_uint8.permute(3, 0, 1, 2).reshape(1, 3, t * h, w).contiguous()
+
+
+class TokenEmbeddingProgram(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.embed = copy.deepcopy(model.language_model.get_input_embeddings())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(ids)
+
+
+@dataclass
+class Programs:
+    vision_encoder: VisionEncoderProgram
+    token_embedding: TokenEmbeddingProgram
+    text_decoder: KVCacheDecoder
+
+    def items(self):
+        return [("vision_encoder", self.vision_encoder), ("token_embedding", self.token_embedding),
+                ("text_decoder", self.text_decoder)]
+
+
+def build_programs(model, frames: int, max_context: int, attention: AttentionFactory) -> Programs:
+    """Independent copies of the model's weights, ready to quantize and export."""
+    lm = copy.deepcopy(model.language_model)
+    if model.config.text.tie_word_embeddings:
+        # Untie: the decoder's head and the embedding table are quantized with different schemes.
+        lm.lm_head.weight = nn.Parameter(lm.lm_head.weight.detach().clone())
+    return Programs(VisionEncoderProgram(model, frames).eval(), TokenEmbeddingProgram(model).eval(),
+                    KVCacheDecoder(lm, max_context, attention=attention, last_logits_only=True).eval())
