@@ -114,8 +114,13 @@ def delegation_report(et) -> dict:
     return report
 
 
-def export(model, out: str | Path, config: ExportConfig) -> ExportResult:
-    """Export ``model`` (a loaded VideoLLM) to a bundle folder ``out``; atomic, no overwrite by default."""
+def export(model, out: str | Path, config: ExportConfig, source: str | Path | None = None,
+           overrides: dict | None = None) -> ExportResult:
+    """Export ``model`` (a loaded VideoLLM) to a bundle folder ``out``; atomic, no overwrite by default.
+
+    ``source`` and ``overrides`` (the checkpoint folder and config overrides the model was loaded
+    with) go into the manifest so that ``verify`` can rebuild the reference later.
+    """
     from .executorch_attention import register_ops
 
     timings: dict[str, float] = {}
@@ -171,7 +176,7 @@ def export(model, out: str | Path, config: ExportConfig) -> ExportResult:
             "size": {"pte_bytes": pte.stat().st_size, "weights": params, "floor_bytes": floor,
                      "ratio_to_floor": round(pte.stat().st_size / floor, 3) if floor else None},
             "export": {"attention": config.attention, "timings_s": {k: round(v, 3) for k, v in timings.items()},
-                       "source": str(getattr(model, "source", "") or "")},
+                       "source": str(Path(source).resolve()) if source else None, "overrides": overrides or {}},
         })
         with stage("golden", timings):
             frames = torch.from_numpy(synthetic_frames(r.frames, 96, 128))

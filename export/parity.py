@@ -318,3 +318,46 @@ def format_report(rep: dict) -> str:
     lines.append(f"  runner (C++ MultimodalRunner): {'ok' if r['pass'] else 'FAIL'} tokens equal {r['text_equal']}"
                  f" ({len(r['runner_pieces'])} vs {len(r['expected_pieces'])} tokens; answer {r['expected_text']!r})")
     return "\n".join(lines)
+
+
+def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, cases: int = 2, steps: int = 8,
+                  seed: int = 1234, model=None, eager_programs=None) -> dict:
+    """Verify a bundle folder: rebuild the reference (and the eager twin for quantized recipes) from
+    the checkpoint the manifest names (or ``checkpoint``), run :func:`verify`, write ``parity.json``
+    and the manifest's ``parity`` summary (atomically)."""
+    from sfllava_mobile import bundle as bundle_mod
+    from sfllava_mobile.checkpoint import load
+    from sfllava_mobile.errors import SfllavaError
+    from sfllava_mobile.fsutil import atomic_file
+
+    from ..quantize import recipes, torchao as tq
+    from .executorch import _attention
+    from .programs import build_programs
+
+    bundle = Path(bundle)
+    manifest = bundle_mod.read_manifest(bundle)
+    exp = manifest.get("export", {})
+    if model is None:
+        source = checkpoint or exp.get("source")
+        if not source:
+            raise SfllavaError(f"{bundle}/manifest.json names no source checkpoint: pass --checkpoint DIR")
+        model = load(source, **exp.get("overrides", {}))
+        if json.loads(json.dumps(model.config.to_dict())) != manifest["model"]["config"]:
+            raise SfllavaError(f"the checkpoint {source} with the recorded overrides does not give the bundle's config")
+    recipe = recipes.get(manifest["quantization"]["recipe"])
+    if eager_programs is None and not recipe.is_float:
+        ctx = manifest["context"]["max_context_len"]
+        eager_programs = build_programs(model, manifest["video"]["frames"], ctx, _attention(exp.get("attention", "custom")))
+        p = eager_programs
+        tq.apply(recipe, p.vision_encoder.vision_tower, p.vision_encoder.projector, p.text_decoder, p.token_embedding)
+    report = verify(bundle, model, manifest, eager_programs, cases=cases, steps=steps, seed=seed)
+    with atomic_file(bundle / "parity.json") as tmp:
+        bundle_mod.write_json(tmp, report)
+    manifest["parity"] = {"pass": report["pass"], "recipe": report["recipe"], "cases": cases, "steps": steps,
+                          "summary": {sec: {k: {m: v[m] for m in ("max_abs", "rel", "cosine", "top1", "kl", "agreement")
+                                                if m in v} for k, v in report[sec].items()}
+                                      for sec in ("vs_float", "vs_eager_recipe") if sec in report},
+                          "runner_tokens_equal": report["runner"]["text_equal"]}
+    with atomic_file(bundle / "manifest.json") as tmp:
+        bundle_mod.write_json(tmp, manifest)
+    return report

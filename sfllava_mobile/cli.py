@@ -83,6 +83,47 @@ def _cmd_plan(a) -> int:
     return 0
 
 
+def _cmd_export(a) -> int:
+    import warnings
+
+    from . import checkpoint
+    from .export.config import ExportConfig
+    from .export.executorch import export
+    from .export.parity import format_report, verify_bundle
+    from .log import stage
+
+    cfg = ExportConfig(backend=a.backend, quant=a.quant, frames=a.frames, max_seq_len=a.max_seq_len,
+                       max_context_len=a.max_context_len, attention=a.attention, overwrite=a.overwrite,
+                       verify=not a.no_verify)
+    overrides = _overrides(a.set)
+    with stage("load"):
+        model = checkpoint.load(a.checkpoint, vision_tower_path=a.vision_tower, allow_pickle=a.allow_pickle, **overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch/executorch deprecation chatter during tracing
+        result = export(model, a.out, cfg, source=a.checkpoint, overrides=overrides)
+        if not cfg.verify:
+            print(f"wrote {result.bundle} (parity not run: --no-verify)")
+            return 0
+        with stage("verify"):
+            report = verify_bundle(result.bundle, model=model, eager_programs=result.programs)
+    print(format_report(report))
+    print(f"wrote {result.bundle}: {result.manifest['size']['pte_bytes'] / 1e6:.2f} MB program, parity "
+          f"{'PASS' if report['pass'] else 'FAIL'}")
+    return 0 if report["pass"] else 1
+
+
+def _cmd_verify(a) -> int:
+    import warnings
+
+    from .export.parity import format_report, verify_bundle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = verify_bundle(a.bundle, checkpoint=a.checkpoint, cases=a.cases, steps=a.steps, seed=a.seed)
+    print(json.dumps(report, indent=2) if a.json else format_report(report))
+    return 0 if report["pass"] else 1
+
+
 def _cmd_presets(a) -> int:
     from . import presets
 
@@ -142,6 +183,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_cmd_plan)
+
+    s = sub.add_parser("export", help="export a checkpoint to an on-device bundle, then check parity")
+    ckpt_args(s)
+    s.add_argument("--allow-pickle", action="store_true")
+    s.add_argument("--backend", default="executorch", choices=["executorch"])
+    s.add_argument("--quant", default="8da4w", help="recipe: none, 8da4w, 8da4w-v8, 8da4w-e8")
+    s.add_argument("--frames", type=int, help="frames per clip baked into the program (default: the model's)")
+    s.add_argument("--max-seq-len", type=int)
+    s.add_argument("--max-context-len", type=int)
+    s.add_argument("--attention", default="custom", choices=["custom", "generic"])
+    s.add_argument("--out", required=True)
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--no-verify", action="store_true", help="skip the parity check")
+    s.set_defaults(fn=_cmd_export)
+
+    s = sub.add_parser("verify", help="parity of a bundle against the PyTorch reference (writes parity.json)")
+    s.add_argument("bundle")
+    s.add_argument("--checkpoint", help="source checkpoint (default: the one the manifest names)")
+    s.add_argument("--cases", type=int, default=2)
+    s.add_argument("--steps", type=int, default=8)
+    s.add_argument("--seed", type=int, default=1234)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_cmd_verify)
 
     s = sub.add_parser("presets", help="list the named presets")
     s.set_defaults(fn=_cmd_presets)
