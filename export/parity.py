@@ -333,6 +333,7 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
     from ..quantize import recipes, torchao as tq
     from .executorch import _attention
     from .programs import build_programs
+    from .rewrites import rewrite_norms, use_bmm_attention
 
     bundle = Path(bundle)
     manifest = bundle_mod.read_manifest(bundle)
@@ -349,6 +350,9 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
         ctx = manifest["context"]["max_context_len"]
         eager_programs = build_programs(model, manifest["video"]["frames"], ctx, _attention(exp.get("attention", "custom")))
         p = eager_programs
+        rewrite_norms(p.vision_encoder)
+        rewrite_norms(p.text_decoder)
+        use_bmm_attention(p.vision_encoder)
         tq.apply(recipe, p.vision_encoder.vision_tower, p.vision_encoder.projector, p.text_decoder, p.token_embedding)
     report = verify(bundle, model, manifest, eager_programs, cases=cases, steps=steps, seed=seed)
     with atomic_file(bundle / "parity.json") as tmp:
