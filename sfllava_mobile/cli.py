@@ -124,6 +124,21 @@ def _cmd_verify(a) -> int:
     return 0 if report["pass"] else 1
 
 
+def _cmd_bench(a) -> int:
+    from .bench import bench, format_bench, plot
+
+    result = bench(a.bundle, a.video, steps=a.steps, engines=tuple(a.engines.split(",")))
+    if a.plot:
+        result["plot"] = str(plot(result, a.plot))
+    if a.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_bench(result))
+        if a.plot:
+            print(f"chart: {a.plot}")
+    return 0
+
+
 def _cmd_presets(a) -> int:
     from . import presets
 
@@ -206,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_cmd_verify)
+
+    s = sub.add_parser("bench", help="latency and memory of a bundle vs eager PyTorch fp32, per stage")
+    s.add_argument("bundle")
+    s.add_argument("--video", required=True)
+    s.add_argument("--steps", type=int, default=32, help="decode steps (EOS ignored)")
+    s.add_argument("--engines", default="pte,runner,eager", help="comma list of pte, runner, eager")
+    s.add_argument("--plot", help="write a PNG chart here")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_cmd_bench)
 
     s = sub.add_parser("presets", help="list the named presets")
     s.set_defaults(fn=_cmd_presets)
