@@ -126,11 +126,13 @@ def delegation_report(et) -> dict:
 
 
 def export(model, out: str | Path, config: ExportConfig, source: str | Path | None = None,
-           overrides: dict | None = None) -> ExportResult:
+           overrides: dict | None = None, inplace: bool = False) -> ExportResult:
     """Export ``model`` (a loaded VideoLLM) to a bundle folder ``out``; atomic, no overwrite by default.
 
     ``source`` and ``overrides`` (the checkpoint folder and config overrides the model was loaded
-    with) go into the manifest so that ``verify`` can rebuild the reference later.
+    with) go into the manifest so that ``verify`` can rebuild the reference later. ``inplace``
+    quantizes the model's own modules instead of copies (for models near the memory limit); the
+    model is unusable afterwards and the golden greedy tokens are taken before quantizing.
     """
     from .executorch_attention import register_ops
 
@@ -149,8 +151,14 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
              "attention %s", model.config.name, r.frames, r.visual_tokens, r.max_seq_len, r.max_context_len,
              recipe.name, config.attention)
     with atomic_dir(out, overwrite=config.overwrite) as tmp:
+        with stage("golden", timings):
+            clip = torch.from_numpy(synthetic_frames(r.frames, 96, 128))
+            golden = bundle.golden(model, r.frames, model.generate(clip, bundle.GOLDEN_QUESTION, max_new_tokens=8).token_ids,
+                                   clip)
+            bundle.write_json(tmp / "golden.json", golden)
         with stage("prepare", timings):
-            progs = build_programs(model, r.frames, r.max_context_len, _attention(config.attention))
+            progs = build_programs(model, r.frames, r.max_context_len, _attention(config.attention),
+                                   copy_weights=not inplace)
             n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
             use_bmm_attention(progs.vision_encoder)
             log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole", n)
@@ -192,10 +200,6 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
             "export": {"attention": config.attention, "timings_s": {k: round(v, 3) for k, v in timings.items()},
                        "source": str(Path(source).resolve()) if source else None, "overrides": overrides or {}},
         })
-        with stage("golden", timings):
-            frames = torch.from_numpy(synthetic_frames(r.frames, 96, 128))
-            ref = model.generate(frames, bundle.GOLDEN_QUESTION, max_new_tokens=8)
-            bundle.write_json(tmp / "golden.json", bundle.golden(model, r.frames, ref.token_ids, frames))
         bundle.write_json(tmp / "manifest.json", manifest)
     timings["total"] = time.perf_counter() - t_all
     log.info("bundle %s: %s %.1f MB (floor %.1f MB, x%.2f) in %.1f s", out, PTE_NAME, manifest["size"]["pte_bytes"] / 1e6,

@@ -14,11 +14,8 @@ tightly to their eager twin and loosely (top-k agreement, KL) to the float refer
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from sfllava_mobile.synthetic import synthetic_frames
 from sfllava_mobile.video import normalize
 
 from .metrics import logit_stats, merge, tensor_stats, token_stats
+from .native_io import native_quiet, stdout_to_stderr
 from .programs import tall_image
 
 log = logging.getLogger("sfllava_mobile")
@@ -133,23 +131,29 @@ class PteDriver:
         from .executorch_attention import register_ops
 
         register_ops()
-        self.program = Runtime.get().load_program(str(pte))
-        self.methods = {m: self.program.load_method(m) for m in ("vision_encoder", "token_embedding", "text_decoder")}
+        with native_quiet():
+            self.program = Runtime.get().load_program(str(pte))
+            self.methods = {m: self.program.load_method(m) for m in ("vision_encoder", "token_embedding", "text_decoder")}
+
+    def _run(self, method: str, inputs: list):
+        with native_quiet():
+            return self.methods[method].execute(inputs)[0]
 
     def reset(self):
         pass  # positions decide what is read; stale cache rows past them are never attended
 
     def vision(self, image, frames):
-        return self.methods["vision_encoder"].execute([image])[0]
+        return self._run("vision_encoder", [image])
 
     def embed(self, ids):
-        return self.methods["token_embedding"].execute([torch.tensor([ids])])[0]
+        return self._run("token_embedding", [torch.tensor([ids])])
 
     def decode(self, embeds, pos):
-        return self.methods["text_decoder"].execute([embeds.contiguous(), torch.tensor([pos])])[0]
+        return self._run("text_decoder", [embeds.contiguous(), torch.tensor([pos])])
 
     def metadata(self, name: str):
-        return self.program.load_method(name).execute([])
+        with native_quiet():
+            return self.program.load_method(name).execute([])
 
 
 @torch.inference_mode()
@@ -205,20 +209,6 @@ def compare_drivers(test, ref, cases: list[Case], steps: int, eos, bounds: dict)
     return {k: _check(v, bounds.get(k, {})) for k, v in out.items()}
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """The C++ runner printf()s every piece and a stats line to fd 1: keep stdout for our JSON."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _raw_piece_tokenizer(tokenizer_json: Path, folder: Path) -> Path:
     """A copy of ``tokenizer.json`` without its decoder: every token then decodes to its raw vocab
     string, always valid UTF-8. A random-weight model's byte tokens often are not valid UTF-8 as
@@ -248,7 +238,7 @@ def runner_check(bundle: Path, model, case: Case, steps: int, expected: list[int
     pieces, stats = [], []
     with tempfile.TemporaryDirectory() as d:
         tokenizer = _raw_piece_tokenizer(bundle / "tokenizer.json", Path(d))
-        with _stdout_to_stderr():
+        with stdout_to_stderr(), native_quiet():
             runner = MultimodalRunner(str(bundle / "model.pte"), str(tokenizer))
             t0 = time.perf_counter()
             runner.generate(inputs, GenerationConfig(max_new_tokens=steps, temperature=0.0, echo=False),

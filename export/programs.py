@@ -21,16 +21,20 @@ from sfllava_mobile.model.kv_decoder import AttentionFactory, KVCacheDecoder
 from sfllava_mobile.model.video_llm import visual_rows
 
 
+def _maybe_copy(module, copy_weights: bool):
+    return copy.deepcopy(module) if copy_weights else module
+
+
 class VisionEncoderProgram(nn.Module):
-    def __init__(self, model, frames: int):
+    def __init__(self, model, frames: int, copy_weights: bool = True):
         super().__init__()
         cfg = model.config
         self.config = cfg
         self.frames = frames
         self.height, self.width = cfg.vision.image_size
-        self.vision_tower = copy.deepcopy(model.vision_tower)
-        self.projector = copy.deepcopy(model.projector)
-        self.separator = copy.deepcopy(model.separator)
+        self.vision_tower = _maybe_copy(model.vision_tower, copy_weights)
+        self.projector = _maybe_copy(model.projector, copy_weights)
+        self.separator = _maybe_copy(model.separator, copy_weights)
         self.register_buffer("mean", torch.tensor(cfg.vision.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.vision.image_std).view(1, 3, 1, 1), persistent=False)
 
@@ -47,9 +51,9 @@ def tall_image(frames_uint8: torch.Tensor) -> torch.Tensor:
 
 
 class TokenEmbeddingProgram(nn.Module):
-    def __init__(self, model):
+    def __init__(self, model, copy_weights: bool = True):
         super().__init__()
-        self.embed = copy.deepcopy(model.language_model.get_input_embeddings())
+        self.embed = _maybe_copy(model.language_model.get_input_embeddings(), copy_weights)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.embed(ids)
@@ -66,11 +70,17 @@ class Programs:
                 ("text_decoder", self.text_decoder)]
 
 
-def build_programs(model, frames: int, max_context: int, attention: AttentionFactory) -> Programs:
-    """Independent copies of the model's weights, ready to quantize and export."""
-    lm = copy.deepcopy(model.language_model)
+def build_programs(model, frames: int, max_context: int, attention: AttentionFactory,
+                   copy_weights: bool = True) -> Programs:
+    """The three programs over ``model``'s weights, ready to quantize and export.
+
+    ``copy_weights=False`` shares the model's modules: quantizing then rewrites the model itself
+    (no float copy of a multi-GB decoder is held), so the caller must not use ``model`` afterwards.
+    """
+    lm = _maybe_copy(model.language_model, copy_weights)
     if model.config.text.tie_word_embeddings:
         # Untie: the decoder's head and the embedding table are quantized with different schemes.
         lm.lm_head.weight = nn.Parameter(lm.lm_head.weight.detach().clone())
-    return Programs(VisionEncoderProgram(model, frames).eval(), TokenEmbeddingProgram(model).eval(),
+    return Programs(VisionEncoderProgram(model, frames, copy_weights).eval(),
+                    TokenEmbeddingProgram(model, copy_weights).eval(),
                     KVCacheDecoder(lm, max_context, attention=attention, last_logits_only=True).eval())

@@ -114,7 +114,7 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
                                                      make_token_input)
 
         from .export.executorch_attention import register_ops
-        from .export.parity import _stdout_to_stderr
+        from .export.native_io import native_quiet, stdout_to_stderr
         from .export.programs import tall_image
         from .tokenizer import Tokenizer
 
@@ -124,7 +124,7 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
         image = tall_image(frames)[0]
         t["preprocess_s"] = time.perf_counter() - t0
         stats = []
-        with _stdout_to_stderr():
+        with stdout_to_stderr(), native_quiet():
             runner = MultimodalRunner(str(bundle / manifest["artifacts"]["program"]), str(bundle / "tokenizer.json"))
             inputs = [make_token_input(before), make_image_input(image), make_token_input(after)]
             t0 = time.perf_counter()

@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 from .errors import SfllavaError
 
@@ -100,12 +99,16 @@ def _cmd_export(a) -> int:
         model = checkpoint.load(a.checkpoint, vision_tower_path=a.vision_tower, allow_pickle=a.allow_pickle, **overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch/executorch deprecation chatter during tracing
-        result = export(model, a.out, cfg, source=a.checkpoint, overrides=overrides)
+        # In place: the float model is quantized as it is exported, so no second copy of the
+        # decoder is held; verify then reloads the reference from the checkpoint.
+        result = export(model, a.out, cfg, source=a.checkpoint, overrides=overrides, inplace=True)
+        del model
+        result.programs = None
         if not cfg.verify:
             print(f"wrote {result.bundle} (parity not run: --no-verify)")
             return 0
         with stage("verify"):
-            report = verify_bundle(result.bundle, model=model, eager_programs=result.programs)
+            report = verify_bundle(result.bundle)
     print(format_report(report))
     print(f"wrote {result.bundle}: {result.manifest['size']['pte_bytes'] / 1e6:.2f} MB program, parity "
           f"{'PASS' if report['pass'] else 'FAIL'}")
