@@ -21,9 +21,11 @@ demo: $(STAMP)
 	$(CLI) init-tiny $(DEMO)/tiny-ckpt
 	$(CLI) synth-clip $(DEMO)/clip.mp4 --frames 48 --size 96x128
 	$(CLI) generate --checkpoint $(DEMO)/tiny-ckpt --video $(DEMO)/clip.mp4 --question "What moves in the video?"
-	$(CLI) generate --checkpoint $(DEMO)/tiny-ckpt --video $(DEMO)/clip.mp4 --question "What moves in the video?" --json > $(DEMO)/answer.json
+	$(CLI) -q export --checkpoint $(DEMO)/tiny-ckpt --backend executorch --quant 8da4w --out $(DEMO)/bundle-8da4w
+	$(CLI) -q verify $(DEMO)/bundle-8da4w --cases 2 --steps 8 > $(DEMO)/verify.txt
+	$(CLI) -q bench $(DEMO)/bundle-8da4w --video $(DEMO)/clip.mp4 --steps 32 --plot $(DEMO)/bench.png --json > $(DEMO)/bench.json
 	$(CLI) plan --preset sf-llava-1.5-1b --frames 128
-	@echo "demo: tiny checkpoint, clip and answer.json are in $(DEMO)/"
+	$(PY) -m sfllava_mobile.demo_summary $(DEMO)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

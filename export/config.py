@@ -12,6 +12,7 @@ from ..quantize import recipes
 
 BACKENDS = ("executorch",)
 ATTENTIONS = ("custom", "generic")
+PARTITIONERS = ("single", "two_pass_per_op")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class ExportConfig:
     ``max_context_len``: KV-cache positions = prompt + answer.
     ``text_allowance``: room for template + question tokens. ``attention``: ``custom`` uses
     ExecuTorch's ``update_cache``/``custom_sdpa``; ``generic`` the backend-neutral cache.
+    ``partitioner``: ``single`` (one XNNPACK partitioner over dynamic-quant and fp32 ops: fewest
+    delegate calls) or ``two_pass_per_op`` (upstream llava's: each quantized linear alone, then
+    the rest; kept to measure against). ``rewrites``: XNNPACK-friendly norms and ViT attention.
     """
 
     backend: str = "executorch"
@@ -33,6 +37,8 @@ class ExportConfig:
     text_allowance: int = 256
     max_new_tokens: int = 128
     attention: str = "custom"
+    partitioner: str = "single"
+    rewrites: bool = True
     verify: bool = True
     overwrite: bool = False
 
@@ -42,6 +48,8 @@ class ExportConfig:
         recipes.get(self.quant)
         if self.attention not in ATTENTIONS:
             raise ConfigError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        if self.partitioner not in PARTITIONERS:
+            raise ConfigError(f"partitioner must be one of {PARTITIONERS}, got {self.partitioner!r}")
         for name in ("frames", "max_seq_len", "max_context_len"):
             v = getattr(self, name)
             if v is not None and v < 1:

@@ -78,7 +78,7 @@ def _export_programs(p: Programs, model, r: ResolvedExport) -> dict:
     return eps
 
 
-def _lower(eps: dict, meta: dict):
+def _lower(eps: dict, meta: dict, scheme: str = "single"):
     from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
@@ -86,7 +86,11 @@ def _lower(eps: dict, meta: dict):
     # One partitioner over both precisions, so dynamically quantized linears and the float ops
     # between them share partitions (with upstream's two-pass split, every linear and every gap
     # became its own delegate call: 60 calls for the tiny model instead of 9).
-    partitioner = [XnnpackPartitioner(config_precisions=[ConfigPrecisionType.DYNAMIC_QUANT, ConfigPrecisionType.FP32])]
+    if scheme == "single":
+        partitioner = [XnnpackPartitioner(config_precisions=[ConfigPrecisionType.DYNAMIC_QUANT, ConfigPrecisionType.FP32])]
+    else:
+        partitioner = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.DYNAMIC_QUANT, per_op_mode=True),
+                       XnnpackPartitioner()]
     return to_edge_transform_and_lower(
         eps, partitioner=partitioner, constant_methods=meta,
         compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
@@ -159,9 +163,10 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         with stage("prepare", timings):
             progs = build_programs(model, r.frames, r.max_context_len, _attention(config.attention),
                                    copy_weights=not inplace)
-            n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
-            use_bmm_attention(progs.vision_encoder)
-            log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole", n)
+            if config.rewrites:
+                n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
+                use_bmm_attention(progs.vision_encoder)
+                log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole", n)
         with stage("quantize", timings):
             rows = tq.apply(recipe, progs.vision_encoder.vision_tower, progs.vision_encoder.projector,
                             progs.text_decoder, progs.token_embedding)
@@ -172,7 +177,7 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         with stage("torch_export", timings):
             eps = _export_programs(progs, model, r)
         with stage("to_edge_transform_and_lower", timings):
-            edge = _lower(eps, metadata(model, r))
+            edge = _lower(eps, metadata(model, r), config.partitioner)
         with stage("to_executorch", timings):
             et = _to_executorch(edge)
         with stage("write", timings):
@@ -197,7 +202,8 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
             "delegation": delegation,
             "size": {"pte_bytes": pte.stat().st_size, "weights": params, "floor_bytes": floor,
                      "ratio_to_floor": round(pte.stat().st_size / floor, 3) if floor else None},
-            "export": {"attention": config.attention, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "export": {"attention": config.attention, "partitioner": config.partitioner, "rewrites": config.rewrites,
+                       "timings_s": {k: round(v, 3) for k, v in timings.items()},
                        "source": str(Path(source).resolve()) if source else None, "overrides": overrides or {}},
         })
         bundle.write_json(tmp / "manifest.json", manifest)

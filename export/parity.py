@@ -340,9 +340,10 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
         ctx = manifest["context"]["max_context_len"]
         eager_programs = build_programs(model, manifest["video"]["frames"], ctx, _attention(exp.get("attention", "custom")))
         p = eager_programs
-        rewrite_norms(p.vision_encoder)
-        rewrite_norms(p.text_decoder)
-        use_bmm_attention(p.vision_encoder)
+        if exp.get("rewrites", True):
+            rewrite_norms(p.vision_encoder)
+            rewrite_norms(p.text_decoder)
+            use_bmm_attention(p.vision_encoder)
         tq.apply(recipe, p.vision_encoder.vision_tower, p.vision_encoder.projector, p.text_decoder, p.token_embedding)
     report = verify(bundle, model, manifest, eager_programs, cases=cases, steps=steps, seed=seed)
     with atomic_file(bundle / "parity.json") as tmp:

@@ -123,9 +123,15 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
         t0 = time.perf_counter()
         image = tall_image(frames)[0]
         t["preprocess_s"] = time.perf_counter() - t0
+        import tempfile
+
+        from .export.parity import _raw_piece_tokenizer
+
         stats = []
-        with stdout_to_stderr(), native_quiet():
-            runner = MultimodalRunner(str(bundle / manifest["artifacts"]["program"]), str(bundle / "tokenizer.json"))
+        # Raw-piece tokenizer: random-weight answers are often invalid UTF-8 (see parity.py).
+        with stdout_to_stderr(), native_quiet(), tempfile.TemporaryDirectory() as tmpdir:
+            tokenizer = _raw_piece_tokenizer(bundle / "tokenizer.json", Path(tmpdir))
+            runner = MultimodalRunner(str(bundle / manifest["artifacts"]["program"]), str(tokenizer))
             inputs = [make_token_input(before), make_image_input(image), make_token_input(after)]
             t0 = time.perf_counter()
             runner.generate(inputs, GenerationConfig(max_new_tokens=steps + 1, temperature=0.0, echo=False),

@@ -93,6 +93,7 @@ def _cmd_export(a) -> int:
 
     cfg = ExportConfig(backend=a.backend, quant=a.quant, frames=a.frames, max_seq_len=a.max_seq_len,
                        max_context_len=a.max_context_len, attention=a.attention, overwrite=a.overwrite,
+                       partitioner=a.partitioner, rewrites=not a.no_rewrites,
                        verify=not a.no_verify)
     overrides = _overrides(a.set)
     with stage("load"):
@@ -211,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-seq-len", type=int)
     s.add_argument("--max-context-len", type=int)
     s.add_argument("--attention", default="custom", choices=["custom", "generic"])
+    s.add_argument("--partitioner", default="single", choices=["single", "two_pass_per_op"],
+                   help="XNNPACK partitioning (two_pass_per_op: upstream llava's, for comparison)")
+    s.add_argument("--no-rewrites", action="store_true", help="skip the XNNPACK-friendly norm/attention rewrites")
     s.add_argument("--out", required=True)
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")

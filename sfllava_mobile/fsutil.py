@@ -12,6 +12,12 @@ from typing import Iterator
 from .errors import SfllavaError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; on success it replaces ``target``."""
@@ -20,9 +26,7 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise SfllavaError(f"{target} already exists; choose another path or pass --overwrite")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any new folder
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like any new folder
     try:
         yield tmp
         if target.exists():
@@ -41,6 +45,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
     try:
         yield tmp
         os.replace(tmp, target)
