@@ -1,0 +1,53 @@
+import pytest
+import torch
+from torch import nn
+
+from sfllava_mobile import ConfigError
+from sfllava_mobile.quantize import recipes
+from sfllava_mobile.quantize.recipes import Scheme
+from sfllava_mobile.quantize.torchao import coverage_summary, quantize_module
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 136), nn.GELU(), nn.Linear(136, 64)).eval()
+
+
+def test_recipes_and_schemes_are_validated():
+    assert set(recipes.RECIPES) >= {"none", "8da4w", "8da4w-v8", "8da4w-e8"}
+    assert recipes.get("none").is_float and not recipes.get("8da4w").is_float
+    with pytest.raises(ConfigError, match="unknown quantization recipe 'q2'.*8da4w"):
+        recipes.get("q2")
+    with pytest.raises(ConfigError, match="weight_bits must be 4 or 8"):
+        Scheme(3)
+    with pytest.raises(ConfigError, match="power of two"):
+        Scheme(4, 48)
+    assert Scheme(4, 32).bits_per_weight(4096) == 4.5 and Scheme(8, 0).bits_per_weight(1024) == 8 + 16 / 1024
+
+
+def test_width_not_divisible_by_group_falls_back_to_int8_per_channel():
+    m = _mlp()
+    x = torch.randn(3, 64)
+    ref = m(x)
+    rows = quantize_module(m, Scheme(4, 32), "vision", "linear")
+    assert [r.name for r in rows] == ["0", "2"]
+    assert (rows[0].bits, rows[0].group, rows[0].note) == (4, 32, "")
+    assert (rows[1].bits, rows[1].group) == (8, 0) and "136 not divisible by group 32" in rows[1].note
+    out = m(x)
+    cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)
+    assert cos > 0.99 and not torch.equal(out, ref)  # quantized, and still close
+
+
+def test_embeddings_and_float_rows():
+    torch.manual_seed(0)
+    emb = nn.Sequential(nn.Embedding(100, 64))
+    rows = quantize_module(emb, Scheme(4, 32, dynamic_act8=False), "embedding", "embedding")
+    assert rows[0].scheme == "int4-weight-only-g32" and rows[0].bits_per_weight == 4.5
+    ids = torch.tensor([[1, 5, 99]])
+    assert emb(ids).shape == (1, 3, 64)
+    float_rows = quantize_module(_mlp(), None, "decoder", "linear")
+    assert all(r.scheme == "float" and r.note == "recipe keeps float" for r in float_rows)
+    s = coverage_summary(rows + float_rows)
+    assert s["layers"] == 3 and s["quantized"] == 1 and s["float"] == 2
