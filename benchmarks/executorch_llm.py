@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 SHAPES = {
+    "tiny": {},  # the tiny preset as is
     "qwen2.5-0.5b": {"text.hidden_size": 896, "text.num_layers": 24, "text.num_heads": 14, "text.num_kv_heads": 2,
                      "text.intermediate_size": 4864, "text.vocab_size": 151936, "projector.output_size": 896},
     "qwen2.5-1.5b": {"text.hidden_size": 1536, "text.num_layers": 28, "text.num_heads": 12, "text.num_kv_heads": 2,

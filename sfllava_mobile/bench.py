@@ -27,6 +27,14 @@ ENGINES = ("pte", "runner", "eager")
 
 
 def _peak_rss_mb() -> float:
+    """This process's own high-water mark. Not ``ru_maxrss``: Linux carries the parent's peak into a
+    child's ``ru_maxrss`` across fork+exec, so a worker spawned by a large parent reports the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

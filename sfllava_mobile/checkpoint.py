@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -376,6 +377,7 @@ def save(model, folder: str | Path, overwrite: bool = False) -> Path:
         (tmp / "config.json").write_text(json.dumps(
             {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict()}, indent=2))
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        os.chmod(tmp / "model.safetensors", 0o644)  # safetensors writes 0600
         if model.tokenizer is not None:
             model.tokenizer.save(tmp / "tokenizer.json")
     return Path(folder)
