@@ -44,5 +44,6 @@ def native_quiet() -> Iterator[None]:
 
 @contextlib.contextmanager
 def stdout_to_stderr() -> Iterator[None]:
+    """fd 1 -> wherever fd 2 points now (inside ``native_quiet``: /dev/null too)."""
     with _redirect(1, 2):
         yield

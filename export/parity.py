@@ -238,7 +238,7 @@ def runner_check(bundle: Path, model, case: Case, steps: int, expected: list[int
     pieces, stats = [], []
     with tempfile.TemporaryDirectory() as d:
         tokenizer = _raw_piece_tokenizer(bundle / "tokenizer.json", Path(d))
-        with stdout_to_stderr(), native_quiet():
+        with native_quiet(), stdout_to_stderr():
             runner = MultimodalRunner(str(bundle / "model.pte"), str(tokenizer))
             t0 = time.perf_counter()
             runner.generate(inputs, GenerationConfig(max_new_tokens=steps, temperature=0.0, echo=False),

@@ -137,7 +137,7 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
 
         stats = []
         # Raw-piece tokenizer: random-weight answers are often invalid UTF-8 (see parity.py).
-        with stdout_to_stderr(), native_quiet(), tempfile.TemporaryDirectory() as tmpdir:
+        with native_quiet(), stdout_to_stderr(), tempfile.TemporaryDirectory() as tmpdir:
             tokenizer = _raw_piece_tokenizer(bundle / "tokenizer.json", Path(tmpdir))
             runner = MultimodalRunner(str(bundle / manifest["artifacts"]["program"]), str(tokenizer))
             inputs = [make_token_input(before), make_image_input(image), make_token_input(after)]
