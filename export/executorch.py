@@ -49,6 +49,24 @@ def _attention(kind: str):
     return GenericCacheAttention
 
 
+def prepare_programs(model, frames: int, max_context: int, attention: str, rewrites: bool,
+                     copy_weights: bool = True) -> Programs:
+    """The eager programs exactly as they will be exported (before quantization); ``verify``
+    rebuilds the eager twin through this same function."""
+    progs = build_programs(model, frames, max_context, _attention(attention), copy_weights=copy_weights)
+    if rewrites:
+        n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
+        use_bmm_attention(progs.vision_encoder)
+        log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole", n)
+    return progs
+
+
+def quantize_programs(progs: Programs, recipe) -> list:
+    """Apply ``recipe`` to the programs in place; returns the coverage rows."""
+    return tq.apply(recipe, progs.vision_encoder.vision_tower, progs.vision_encoder.projector,
+                    progs.text_decoder, progs.token_embedding)
+
+
 def metadata(model, r: ResolvedExport) -> dict:
     """Constant methods the runner reads (see the README's runner contract)."""
     text = model.config.text
@@ -163,15 +181,10 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
                                    clip)
             bundle.write_json(tmp / "golden.json", golden)
         with stage("prepare", timings):
-            progs = build_programs(model, r.frames, r.max_context_len, _attention(config.attention),
-                                   copy_weights=not inplace)
-            if config.rewrites:
-                n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
-                use_bmm_attention(progs.vision_encoder)
-                log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole", n)
+            progs = prepare_programs(model, r.frames, r.max_context_len, config.attention, config.rewrites,
+                                     copy_weights=not inplace)
         with stage("quantize", timings):
-            rows = tq.apply(recipe, progs.vision_encoder.vision_tower, progs.vision_encoder.projector,
-                            progs.text_decoder, progs.token_embedding)
+            rows = quantize_programs(progs, recipe)
         summary = tq.coverage_summary(rows)
         log.info("coverage: %d layers, %d quantized (%d with a fallback group), %d float; %.2f bits/weight\n%s",
                  summary["layers"], summary["quantized"], summary["fallbacks"], summary["float"],

@@ -330,10 +330,8 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
     from sfllava_mobile.errors import SfllavaError
     from sfllava_mobile.fsutil import atomic_file
 
-    from ..quantize import recipes, torchao as tq
-    from .executorch import _attention
-    from .programs import build_programs
-    from .rewrites import rewrite_norms, use_bmm_attention
+    from ..quantize import recipes
+    from .executorch import prepare_programs, quantize_programs
 
     bundle = Path(bundle)
     manifest = bundle_mod.read_manifest(bundle)
@@ -348,13 +346,9 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
     recipe = recipes.get(manifest["quantization"]["recipe"])
     if eager_programs is None and not recipe.is_float:
         ctx = manifest["context"]["max_context_len"]
-        eager_programs = build_programs(model, manifest["video"]["frames"], ctx, _attention(exp.get("attention", "custom")))
-        p = eager_programs
-        if exp.get("rewrites", True):
-            rewrite_norms(p.vision_encoder)
-            rewrite_norms(p.text_decoder)
-            use_bmm_attention(p.vision_encoder)
-        tq.apply(recipe, p.vision_encoder.vision_tower, p.vision_encoder.projector, p.text_decoder, p.token_embedding)
+        eager_programs = prepare_programs(model, manifest["video"]["frames"], ctx, exp.get("attention", "custom"),
+                                          exp.get("rewrites", True))
+        quantize_programs(eager_programs, recipe)
     report = verify(bundle, model, manifest, eager_programs, cases=cases, steps=steps, seed=seed)
     with atomic_file(bundle / "parity.json") as tmp:
         bundle_mod.write_json(tmp, report)

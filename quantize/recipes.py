@@ -30,8 +30,9 @@ class Scheme:
     @property
     def label(self) -> str:
         g = f"g{self.group}" if self.group else "per-channel"
-        return f"{'8da' if self.dynamic_act8 else 'w'}{self.weight_bits}w-{g}" if self.dynamic_act8 else \
-            f"int{self.weight_bits}-weight-only-{g}"
+        if self.dynamic_act8:
+            return f"8da{self.weight_bits}w-{g}"
+        return f"int{self.weight_bits}-weight-only-{g}"
 
     def bits_per_weight(self, in_features: int) -> float:
         """Weight bits plus one fp16 scale per group (per-channel: per ``in_features``)."""
