@@ -59,14 +59,33 @@ def slowfast_token_count(config: SlowFastConfig, num_frames: int, grid: tuple[in
     return slowfast_token_counts(config, num_frames, grid)["total"]
 
 
+def _runs(idx: list[int]) -> list[tuple[int, int, int]]:
+    """``idx`` as maximal runs ``(start, count, step)`` with step >= 0 (0 = one frame repeated)."""
+    runs: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(idx):
+        step = idx[i + 1] - idx[i] if i + 1 < len(idx) else 1
+        if step < 0:
+            step = 1
+        n = 1
+        while i + n < len(idx) and idx[i + n] - idx[i + n - 1] == step:
+            n += 1
+        runs.append((idx[i], n, step))
+        i += n
+    return runs
+
+
 def _frames(features: torch.Tensor, idx: list[int]) -> torch.Tensor:
-    # An arithmetic progression is a slice (no gather in the graph); repeats need index_select.
-    if len(idx) == 1:
-        return features[idx[0]: idx[0] + 1]
-    step = idx[1] - idx[0]
-    if step > 0 and idx == list(range(idx[0], idx[-1] + 1, step)):
-        return features[idx[0]: idx[-1] + 1: step]
-    return torch.index_select(features, 0, torch.tensor(idx, dtype=torch.long, device=features.device))
+    """``features[idx]`` from slices, expands and one cat: no index tensor. A constant index built
+    with ``torch.tensor`` inside the graph traces to ``lift_fresh_copy`` + ``detach_``, which
+    ``run_decompositions`` rejects as non-functional (v1's slow rule repeats frames when T < N)."""
+    parts = []
+    for start, n, step in _runs(idx):
+        if step == 0:
+            parts.append(features[start: start + 1].expand(n, -1, -1))
+        else:
+            parts.append(features[start: start + (n - 1) * step + 1: step])
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
 
 def slowfast_pool_reference(

@@ -123,3 +123,22 @@ def test_bad_inputs_name_the_problem():
         slowfast_pool(torch.randn(2, 16, 3), SlowFastConfig(separator=True, fast_grid=(2, 2)), (4, 4))
     with pytest.raises(ConfigError, match=r"\[T, H\*W, D\]"):
         slowfast_pool(torch.randn(16, 3), cfg, (4, 4))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("t,n", [(4, 10), (1, 10), (10, 4), (7, 3), (50, 10)])
+def test_every_slow_rule_decomposes_into_a_functional_graph(mode, t, n):
+    """Repeated (T < N) and irregular (10 frames, 4 slow: 0, 2, 5, 7) slow frames must decompose
+    without a constant index tensor: ``run_decompositions`` rejects its ``detach_``."""
+    cfg = SlowFastConfig(slow_frames=n, slow_pool=mode, fast_grid=(2, 2))
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return slowfast_pool(x * 2.0, cfg, (4, 4))
+
+    m, x = M(), torch.randn(t, 16, 8)
+    dec = torch.export.export(m, (x,)).run_decompositions(decompositions())
+    targets = {str(nd.target) for nd in dec.graph.nodes if nd.op == "call_function"}
+    assert not any("sfllava" in s or "lift_fresh" in s or "index_select" in s for s in targets)
+    torch.testing.assert_close(dec.module()(x), m(x), rtol=0, atol=0)
+    np.testing.assert_allclose(m(x).numpy(), twin((x * 2.0).numpy(), cfg, (4, 4)), rtol=1e-5, atol=1e-6)
