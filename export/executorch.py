@@ -23,6 +23,7 @@ from sfllava_mobile.ops import decompositions
 from sfllava_mobile.synthetic import synthetic_frames
 
 from ..quantize import recipes, torchao as tq
+from . import kernels
 from .config import ExportConfig, ResolvedExport, resolve
 from .programs import Programs, build_programs, tall_image
 from .rewrites import rewrite_norms, use_bmm_attention
@@ -62,9 +63,13 @@ def prepare_programs(model, frames: int, max_context: int, attention: str, rewri
 
 
 def quantize_programs(progs: Programs, recipe) -> list:
-    """Apply ``recipe`` to the programs in place; returns the coverage rows."""
-    return tq.apply(recipe, progs.vision_encoder.vision_tower, progs.vision_encoder.projector,
+    """Apply ``recipe`` to the programs in place, layer by layer (16-bit weights go to float32 one
+    layer at a time, then to their recipe); returns the coverage rows."""
+    rows = tq.apply(recipe, progs.vision_encoder.vision_tower, progs.vision_encoder.projector,
                     progs.text_decoder, progs.token_embedding)
+    for _, program in progs.items():
+        tq.upcast(program)  # what no recipe covers (separator, norms) computes in float32 too
+    return rows
 
 
 def metadata(model, r: ResolvedExport) -> dict:
@@ -150,17 +155,19 @@ def delegation_report(et) -> dict:
 
 
 def export(model, out: str | Path, config: ExportConfig, source: str | Path | None = None,
-           overrides: dict | None = None, inplace: bool = False) -> ExportResult:
+           overrides: dict | None = None, inplace: bool = False, vision_tower: str | Path | None = None) -> ExportResult:
     """Export ``model`` (a loaded VideoLLM) to a bundle folder ``out``; atomic, no overwrite by default.
 
     ``source`` and ``overrides`` (the checkpoint folder and config overrides the model was loaded
-    with) go into the manifest so that ``verify`` can rebuild the reference later. ``inplace``
+    with, and a separate ``vision_tower`` folder) go into the manifest so that ``verify`` can rebuild
+    the reference later. ``inplace``
     quantizes the model's own modules instead of copies (for models near the memory limit); the
     model is unusable afterwards and the golden greedy tokens are taken before quantizing.
     """
     from .executorch_attention import register_ops
 
     timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     t_all = time.perf_counter()
     r = resolve(config, model.config)
     recipe = recipes.get(config.quant)
@@ -170,37 +177,43 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         raise ConfigError(f"tokenizer has {model.tokenizer.vocab_size} tokens but the decoder only "
                           f"{model.config.text.vocab_size} logits: the runner would read past the logits")
     out = Path(out)
+    weights_dtype = {"text": str(model.text_dtype).replace("torch.", ""), "vision": str(model.dtype).replace("torch.", "")}
     register_ops()
     log.info("export %s: %d frames -> %d visual tokens, max_seq_len %d, max_context_len %d, recipe %s, "
              "attention %s", model.config.name, r.frames, r.visual_tokens, r.max_seq_len, r.max_context_len,
              recipe.name, config.attention)
     with atomic_dir(out, overwrite=config.overwrite) as tmp:
-        with stage("golden", timings):
+        with stage("golden", timings, peaks):
             clip = torch.from_numpy(synthetic_frames(r.frames, 96, 128))
             golden = bundle.golden(model, r.frames, model.generate(clip, bundle.GOLDEN_QUESTION, max_new_tokens=8).token_ids,
                                    clip)
             bundle.write_json(tmp / "golden.json", golden)
-        with stage("prepare", timings):
+        with stage("prepare", timings, peaks):
             progs = prepare_programs(model, r.frames, r.max_context_len, config.attention, config.rewrites,
                                      copy_weights=not inplace)
-        with stage("quantize", timings):
+        with stage("quantize", timings, peaks):
             rows = quantize_programs(progs, recipe)
         summary = tq.coverage_summary(rows)
         log.info("coverage: %d layers, %d quantized (%d with a fallback group), %d float; %.2f bits/weight\n%s",
                  summary["layers"], summary["quantized"], summary["fallbacks"], summary["float"],
                  summary["bits_per_weight"], tq.format_coverage(rows))
-        with stage("torch_export", timings):
+        with stage("torch_export", timings, peaks):
             eps = _export_programs(progs, model, r)
-        with stage("to_edge_transform_and_lower", timings):
+        with stage("to_edge_transform_and_lower", timings, peaks):
             edge = _lower(eps, metadata(model, r), config.partitioner)
-        with stage("to_executorch", timings):
+        with stage("to_executorch", timings, peaks):
             et = _to_executorch(edge)
-        with stage("write", timings):
+            del edge, eps  # the lowered program holds what it needs; free the traced graphs' constants
+        with stage("write", timings, peaks):
             pte = tmp / PTE_NAME
             with open(pte, "wb") as f:
                 et.write_to_file(f)
             model.tokenizer.save(tmp / "tokenizer.json")
         delegation = delegation_report(et)
+        operators = kernels.program_operators(et)
+        libraries = kernels.required_libraries(operators)
+        log.info("kernel libraries the program needs: %s", ", ".join(
+            f"{lib['name']} (iOS {lib['ios']}{', import ' + lib['python'] if lib['python'] else ''})" for lib in libraries))
         for name, rep in delegation.items():
             log.info("%s: %d delegate call(s); outside the delegate: %s", name, rep["delegate_calls"],
                      ", ".join(f"{k} x{v}" for k, v in rep["outside_delegate"].items()) or "nothing")
@@ -215,11 +228,14 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
             "quantization": {"recipe": recipe.name, "description": recipe.description, "summary": summary,
                              "coverage": [row.to_dict() for row in rows]},
             "delegation": delegation,
+            "kernel_libraries": libraries,
             "size": {"pte_bytes": pte.stat().st_size, "weights": params, "floor_bytes": floor,
                      "ratio_to_floor": round(pte.stat().st_size / floor, 3) if floor else None},
             "export": {"attention": config.attention, "partitioner": config.partitioner, "rewrites": config.rewrites,
-                       "timings_s": {k: round(v, 3) for k, v in timings.items()},
-                       "source": str(Path(source).resolve()) if source else None, "overrides": overrides or {}},
+                       "timings_s": {k: round(v, 3) for k, v in timings.items()}, "peak_rss_gb": peaks,
+                       "weights_dtype": weights_dtype,
+                       "source": str(Path(source).resolve()) if source else None, "overrides": overrides or {},
+                       "vision_tower": str(Path(vision_tower).resolve()) if vision_tower else None},
         })
         bundle.write_json(tmp / "manifest.json", manifest)
     timings["total"] = time.perf_counter() - t_all

@@ -71,11 +71,13 @@ class Programs:
 
 
 def build_programs(model, frames: int, max_context: int, attention: AttentionFactory,
-                   copy_weights: bool = True) -> Programs:
+                   copy_weights: bool = True, dtype: torch.dtype = torch.float32) -> Programs:
     """The three programs over ``model``'s weights, ready to quantize and export.
 
     ``copy_weights=False`` shares the model's modules: quantizing then rewrites the model itself
     (no float copy of a multi-GB decoder is held), so the caller must not use ``model`` afterwards.
+    ``dtype`` is the programs' compute dtype (KV cache, RoPE tables); weights stored otherwise (a
+    bf16 checkpoint) are converted layer by layer when quantized (``quantize.torchao.apply``).
     """
     lm = _maybe_copy(model.language_model, copy_weights)
     if model.config.text.tie_word_embeddings:
@@ -83,4 +85,4 @@ def build_programs(model, frames: int, max_context: int, attention: AttentionFac
         lm.lm_head.weight = nn.Parameter(lm.lm_head.weight.detach().clone())
     return Programs(VisionEncoderProgram(model, frames, copy_weights).eval(),
                     TokenEmbeddingProgram(model, copy_weights).eval(),
-                    KVCacheDecoder(lm, max_context, attention=attention, last_logits_only=True).eval())
+                    KVCacheDecoder(lm, max_context, attention=attention, last_logits_only=True, dtype=dtype).eval())

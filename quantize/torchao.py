@@ -63,6 +63,9 @@ def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, ki
     for name, layer in targets:
         shape = tuple(layer.weight.shape)
         width = shape[1]
+        # One layer at a time to float32 (a bf16 checkpoint's weights): the transient fp32 copy is
+        # one layer, never the model; quantizing then shrinks it to int4/int8.
+        upcast(layer)
         if scheme is None:
             rows.append(CoverageRow(component, name, kind, shape, "float", None, None, 32.0, "recipe keeps float"))
             continue
@@ -72,6 +75,19 @@ def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, ki
         rows.append(CoverageRow(component, name, kind, shape, label, used.weight_bits, used.group,
                                 used.bits_per_weight(width), note))
     return rows
+
+
+def upcast(module: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+    """Plain floating parameters and buffers of ``module`` to ``dtype``, in place, one tensor at a
+    time; quantized tensor subclasses are left as they are."""
+    for sub in module.modules():
+        for name, p in list(sub.named_parameters(recurse=False)):
+            if type(p.data) is torch.Tensor and p.is_floating_point() and p.dtype != dtype:
+                setattr(sub, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
+        for name, b in list(sub.named_buffers(recurse=False)):
+            if type(b) is torch.Tensor and b.is_floating_point() and b.dtype != dtype:
+                persistent = name not in sub._non_persistent_buffers_set
+                sub.register_buffer(name, b.to(dtype), persistent=persistent)
 
 
 def coverage_summary(rows: list[CoverageRow]) -> dict:
@@ -118,4 +134,6 @@ def apply(recipe: Recipe, vision: nn.Module, projector: nn.Module, decoder: nn.M
     rows += quantize_module(projector, recipe.vision_linear, "projector", "linear")
     rows += quantize_module(decoder, recipe.decoder_linear, "decoder", "linear")
     rows += quantize_module(embedding, recipe.embedding, "embedding", "embedding")
+    for module in (vision, projector, decoder, embedding):  # norms, biases, conv, position tables
+        upcast(module)
     return rows

@@ -89,7 +89,7 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
         from .export.parity import ReferenceDriver
         from .video import normalize
 
-        model = load(manifest["export"]["source"], **manifest["export"].get("overrides", {}))
+        model = load(manifest["export"]["source"], dtype="float32", **manifest["export"].get("overrides", {}))
         d = ReferenceDriver(model)
         d.reset()
         v = model.config.vision

@@ -285,9 +285,41 @@ def _materialize_buffers(model: torch.nn.Module) -> None:
                 module.register_buffer(bname, torch.arange(buf.shape[-1]).expand(1, -1), persistent=False)
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def component(name: str) -> str:
+    """``text`` for the decoder's weights, ``vision`` for the tower, projector and separator."""
+    return "text" if name.startswith("language_model.") else "vision"
+
+
+def resolve_dtypes(dtype: "torch.dtype | str | dict", stored: dict[str, dict[torch.dtype, int]]) -> dict[str, torch.dtype]:
+    """Per component, the dtype its floating tensors are held in.
+
+    ``"stored"``: the checkpoint's own dtype (the one holding most bytes of that component; the
+    few tensors stored otherwise, e.g. fp32 norms in a bf16 file, are converted one by one).
+    A dtype (or its name) applies to every component; a dict maps ``text`` / ``vision`` to one.
+    """
+    out = {}
+    for comp in ("text", "vision"):
+        want = dtype.get(comp, "stored") if isinstance(dtype, dict) else dtype
+        if isinstance(want, str) and want != "stored":
+            if want not in DTYPES:
+                raise ConfigError(f"dtype {want!r}: choose stored, {', '.join(DTYPES)}")
+            want = DTYPES[want]
+        if want == "stored":
+            counts = stored.get(comp) or {torch.float32: 1}
+            want = max(counts, key=counts.get)
+        out[comp] = want
+    return out
+
+
 def build_model(cfg: ModelConfig, sources: list[Source], layout: str, allow_pickle: bool = False,
-                dtype: torch.dtype = torch.float32):
-    """Create VideoLLM on the meta device and assign the checkpoint's tensors; strict key report."""
+                dtype: "torch.dtype | str | dict" = "stored"):
+    """Create VideoLLM on the meta device and assign the checkpoint's tensors; strict key report.
+
+    Tensors are read one at a time and kept in their stored dtype unless ``dtype`` (see
+    :func:`resolve_dtypes`) asks otherwise: a 16-bit checkpoint never exists as an fp32 copy."""
     from .model import VideoLLM
 
     with torch.device("meta"):
@@ -296,6 +328,7 @@ def build_model(cfg: ModelConfig, sources: list[Source], layout: str, allow_pick
     if cfg.text.tie_word_embeddings:
         expected.pop("language_model.lm_head.weight", None)
     state: dict[str, torch.Tensor] = {}
+    stored: dict[str, dict[torch.dtype, int]] = {"text": {}, "vision": {}}
     unexpected, misshaped, seen_misshaped = [], [], set()
     for src in sources:
         files = weight_files(src.folder, allow_pickle)
@@ -310,7 +343,12 @@ def build_model(cfg: ModelConfig, sources: list[Source], layout: str, allow_pick
                 seen_misshaped.add(target)
                 misshaped.append(f"{name}: checkpoint {list(tensor.shape)} vs model {list(expected[target])}")
             else:
-                state[target] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+                if tensor.is_floating_point():
+                    counts = stored[component(target)]
+                    counts[tensor.dtype] = counts.get(tensor.dtype, 0) + tensor.numel() * tensor.element_size()
+                    if isinstance(dtype, torch.dtype) and tensor.dtype != dtype:
+                        tensor = tensor.to(dtype)  # per tensor: no second whole-model copy
+                state[target] = tensor
         log.info("read %d tensors from %d file(s) in %s (%.2f s)", len(state), len(files), src.folder,
                  time.perf_counter() - t0)
     missing = [k for k in expected if k not in state and k not in seen_misshaped]
@@ -327,6 +365,11 @@ def build_model(cfg: ModelConfig, sources: list[Source], layout: str, allow_pick
             parts.append(f"{len(misshaped)} mis-shaped ({_summary(misshaped, 3)})")
         raise CheckpointError(f"checkpoint {sources[0].folder} ({layout} layout) does not match config "
                               f"{cfg.name!r}: {'; '.join(parts)}")
+    dtypes = resolve_dtypes(dtype, stored)
+    for name, tensor in state.items():
+        want = dtypes[component(name)]
+        if tensor.is_floating_point() and tensor.dtype != want:
+            state[name] = tensor.to(want)
     model.load_state_dict(state, strict=False, assign=True)
     if cfg.text.tie_word_embeddings:
         model.language_model.lm_head.weight = model.language_model.model.embed_tokens.weight
@@ -347,8 +390,11 @@ def check_tokenizer(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
 
 
 def load(path: str | Path, *, vision_tower_path: str | Path | None = None, allow_pickle: bool = False,
-         dtype: torch.dtype = torch.float32, **overrides: Any):
+         dtype: "torch.dtype | str | dict" = "stored", **overrides: Any):
     """Load a checkpoint folder (any supported layout) into a :class:`VideoLLM` with its tokenizer.
+
+    ``dtype="stored"`` keeps the checkpoint's dtype (a bf16 7B stays 13 GB, not 27 GB); a dtype,
+    its name, or ``{"text": ..., "vision": ...}`` converts tensor by tensor while reading.
 
     ``overrides`` replace config fields by dotted path (``slowfast.slow_frames=16``; as a Python
     keyword use ``slowfast__slow_frames=16``). Raises :class:`CheckpointError` on any mismatch.

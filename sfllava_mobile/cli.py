@@ -102,14 +102,16 @@ def _cmd_export(a) -> int:
         warnings.simplefilter("ignore")  # torch/executorch deprecation chatter during tracing
         # In place: the float model is quantized as it is exported, so no second copy of the
         # decoder is held; verify then reloads the reference from the checkpoint.
-        result = export(model, a.out, cfg, source=a.checkpoint, overrides=overrides, inplace=True)
+        result = export(model, a.out, cfg, source=a.checkpoint, overrides=overrides, inplace=True,
+                        vision_tower=a.vision_tower)
         del model
         result.programs = None
         if not cfg.verify:
             print(f"wrote {result.bundle} (parity not run: --no-verify)")
             return 0
         with stage("verify"):
-            report = verify_bundle(result.bundle)
+            report = verify_bundle(result.bundle, cases=a.cases, steps=a.steps, teacher_tokens=a.teacher_tokens,
+                                   reference_dtype=a.reference_dtype)
     print(format_report(report))
     print(f"wrote {result.bundle}: {result.manifest['size']['pte_bytes'] / 1e6:.2f} MB program, parity "
           f"{'PASS' if report['pass'] else 'FAIL'}")
@@ -123,7 +125,8 @@ def _cmd_verify(a) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = verify_bundle(a.bundle, checkpoint=a.checkpoint, cases=a.cases, steps=a.steps, seed=a.seed)
+        report = verify_bundle(a.bundle, checkpoint=a.checkpoint, cases=a.cases, steps=a.steps, seed=a.seed,
+                               teacher_tokens=a.teacher_tokens, reference_dtype=a.reference_dtype)
     print(json.dumps(report, indent=2) if a.json else format_report(report))
     return 0 if report["pass"] else 1
 
@@ -183,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--vision-tower", help="local CLIP folder for LLaVA-repo checkpoints (mm_vision_tower)")
         s.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field (repeatable)")
 
+    def parity_args(s):
+        s.add_argument("--cases", type=int, default=2, help="parity: clips + questions (default 2)")
+        s.add_argument("--steps", type=int, default=8, help="parity: free-running greedy steps per case (default 8)")
+        s.add_argument("--teacher-tokens", type=int, default=64,
+                       help="parity: tokens of prose scored teacher-forced per case (default 64)")
+        s.add_argument("--reference-dtype", default="auto", choices=["auto", "float32", "bfloat16", "stored"],
+                       help="parity: the reference decoder's dtype (auto: float32 up to 2B parameters, else bfloat16)")
+
     s = sub.add_parser("generate", help="answer a question about a video with the PyTorch reference")
     ckpt_args(s)
     s.add_argument("--allow-pickle", action="store_true", help="load .bin/.pt weights with torch.load(weights_only=True)")
@@ -218,15 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")
+    parity_args(s)
     s.set_defaults(fn=_cmd_export)
 
     s = sub.add_parser("verify", help="parity of a bundle against the PyTorch reference (writes parity.json)")
     s.add_argument("bundle")
     s.add_argument("--checkpoint", help="source checkpoint (default: the one the manifest names)")
-    s.add_argument("--cases", type=int, default=2)
-    s.add_argument("--steps", type=int, default=8)
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--json", action="store_true")
+    parity_args(s)
     s.set_defaults(fn=_cmd_verify)
 
     s = sub.add_parser("bench", help="latency and memory of a bundle vs eager PyTorch fp32, per stage")

@@ -80,12 +80,12 @@ class KVCacheDecoder(nn.Module):
     """
 
     def __init__(self, lm: nn.Module, max_context: int, attention: AttentionFactory = GenericCacheAttention,
-                 last_logits_only: bool = True):
+                 last_logits_only: bool = True, dtype: torch.dtype | None = None):
         super().__init__()
         cfg = lm.config
         n_heads, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
-        dtype = lm.lm_head.weight.dtype
+        dtype = dtype or lm.lm_head.weight.dtype  # of the cache and RoPE tables (the compute dtype)
         self.max_context = max_context
         self.last_logits_only = last_logits_only
         self.layers = nn.ModuleList(
