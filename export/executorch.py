@@ -18,6 +18,7 @@ from sfllava_mobile import bundle
 from sfllava_mobile.errors import ConfigError
 from sfllava_mobile.fsutil import atomic_dir
 from sfllava_mobile.log import stage
+from sfllava_mobile.memory import release
 from sfllava_mobile.model.kv_decoder import GenericCacheAttention
 from sfllava_mobile.ops import decompositions
 from sfllava_mobile.synthetic import synthetic_frames
@@ -70,6 +71,34 @@ def quantize_programs(progs: Programs, recipe) -> list:
     for _, program in progs.items():
         tq.upcast(program)  # what no recipe covers (separator, norms) computes in float32 too
     return rows
+
+
+def release_small_tensors(model) -> None:
+    """Before quantizing ``model`` in place: its small tensors (norms, biases) to float32 now.
+
+    A memory-mapped checkpoint file stays mapped while any tensor read from it lives; once the
+    small ones are copies, each shard is unmapped as soon as its large weights are quantized, so
+    the file never sits in memory beside the quantized model."""
+    for sub in model.modules():
+        for name, p in list(sub.named_parameters(recurse=False)):
+            if type(p.data) is torch.Tensor and p.is_floating_point() and p.numel() <= 1 << 20:
+                setattr(sub, name, torch.nn.Parameter(p.detach().to(torch.float32), requires_grad=False))
+
+
+def golden_tokens(pte: Path, config, tokenizer, frames: int, steps: int = 8) -> list[int]:
+    """Greedy tokens of the exported program on the golden clip and question (``bundle.golden``)."""
+    from sfllava_mobile.prompt import IMAGE_SENTINEL, build_input_ids
+    from sfllava_mobile.video import resize_frames
+
+    from .parity import Case, PteDriver, record
+
+    clip = resize_frames(torch.from_numpy(synthetic_frames(frames, 96, 128)), config.vision.image_size)
+    ids = build_input_ids(tokenizer, config.prompt, config.text, bundle.GOLDEN_QUESTION)
+    k = ids.index(IMAGE_SENTINEL)
+    driver = PteDriver(pte)
+    limit = min(tokenizer.vocab_size, config.text.vocab_size)
+    return record(driver, Case(clip, bundle.GOLDEN_QUESTION, ids[:k], ids[k + 1:]), [], steps,
+                  tuple(config.text.eos_ids), limit).tokens
 
 
 def metadata(model, r: ResolvedExport) -> dict:
@@ -183,14 +212,11 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
              "attention %s", model.config.name, r.frames, r.visual_tokens, r.max_seq_len, r.max_context_len,
              recipe.name, config.attention)
     with atomic_dir(out, overwrite=config.overwrite) as tmp:
-        with stage("golden", timings, peaks):
-            clip = torch.from_numpy(synthetic_frames(r.frames, 96, 128))
-            golden = bundle.golden(model, r.frames, model.generate(clip, bundle.GOLDEN_QUESTION, max_new_tokens=8).token_ids,
-                                   clip)
-            bundle.write_json(tmp / "golden.json", golden)
         with stage("prepare", timings, peaks):
             progs = prepare_programs(model, r.frames, r.max_context_len, config.attention, config.rewrites,
                                      copy_weights=not inplace)
+        if inplace:
+            release_small_tensors(model)
         with stage("quantize", timings, peaks):
             rows = quantize_programs(progs, recipe)
         summary = tq.coverage_summary(rows)
@@ -211,6 +237,14 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
             model.tokenizer.save(tmp / "tokenizer.json")
         delegation = delegation_report(et)
         operators = kernels.program_operators(et)
+        del et
+        release()
+        with stage("golden", timings, peaks):
+            # The app ports check their runner against what this program answers (not the float
+            # model: a 4-bit program's answer may differ), so the tokens come from the .pte.
+            tokens = golden_tokens(pte, model.config, model.tokenizer, r.frames)
+            golden = bundle.golden(model.config, model.tokenizer, r.frames, tokens)
+            bundle.write_json(tmp / "golden.json", golden)
         libraries = kernels.required_libraries(operators)
         log.info("kernel libraries the program needs: %s", ", ".join(
             f"{lib['name']} (iOS {lib['ios']}{', import ' + lib['python'] if lib['python'] else ''})" for lib in libraries))

@@ -19,7 +19,6 @@ between the two tokens is small).
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import tempfile
@@ -287,13 +286,9 @@ def compare(test: list[Trace], base: list[Trace], teacher: list[int], bounds: di
 
 
 def _free() -> None:
-    gc.collect()
-    try:  # hand freed heap pages back to the OS, so the next stage's peak is its own
-        import ctypes
+    from sfllava_mobile.memory import release
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
+    release()  # so the next stage's peak is its own
 
 
 def _raw_piece_tokenizer(tokenizer_json: Path, folder: Path) -> Path:
@@ -383,7 +378,7 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
     from sfllava_mobile.log import stage
 
     from ..quantize import recipes
-    from .executorch import prepare_programs, quantize_programs
+    from .executorch import prepare_programs, quantize_programs, release_small_tensors
 
     t_all = time.perf_counter()
     bundle = Path(bundle)
@@ -430,8 +425,9 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
                 programs = prepare_programs(twin_src, frames, manifest["context"]["max_context_len"],
                                             exp.get("attention", "custom"), exp.get("rewrites", True),
                                             copy_weights=False)
-                del twin_src
+                release_small_tensors(twin_src)
                 quantize_programs(programs, recipe)
+                del twin_src
         with stage("eager_twin", timings, peaks):
             eager = [record(EagerDriver(programs), c, teacher, steps, eos, limit) for c in cs]
         del programs

@@ -5,7 +5,8 @@ sampling rule, normalization, slowfast config and visual token count, the prompt
 special ids, method names and their I/O, the quantization recipe and coverage, and (after
 ``verify``) the parity results. ``golden.json`` holds vectors the Swift and Kotlin ports test
 against: frame indices for several clip lengths, resize/normalize results on a synthetic frame
-defined by a formula, the prompt's token ids, and the first greedy tokens on a synthetic clip.
+defined by a formula, the prompt's token ids, and the exported program's first greedy tokens on a
+synthetic clip.
 """
 
 from __future__ import annotations
@@ -77,16 +78,16 @@ def base_manifest(cfg: ModelConfig, frames: int, tokenizer, backend: str, extra:
     }
 
 
-def golden(model, frames: int, greedy_tokens: list[int], clip_frames: torch.Tensor) -> dict:
-    """Vectors the app ports check against (see module docstring)."""
-    cfg = model.config
+def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int]) -> dict:
+    """Vectors the app ports check against (see module docstring). ``greedy_tokens``: the exported
+    program's answer to ``GOLDEN_QUESTION`` on ``synthetic_frames(frames, 96, 128)``."""
     from .prompt import build_input_ids
 
     src = pattern_frame(12, 20)
     small = resize_frames(src.unsqueeze(0), (7, 9))[0]
     full = resize_frames(src.unsqueeze(0), cfg.vision.image_size)
     norm = normalize(full, cfg.vision.image_mean, cfg.vision.image_std)
-    ids = build_input_ids(model.tokenizer, cfg.prompt, cfg.text, GOLDEN_QUESTION)
+    ids = build_input_ids(tokenizer, cfg.prompt, cfg.text, GOLDEN_QUESTION)
     k = ids.index(-200)
     return {
         "frame_indices": {"frames": frames, "rule": "uniform",
@@ -99,8 +100,9 @@ def golden(model, frames: int, greedy_tokens: list[int], clip_frames: torch.Tens
                          "first_row_uint8_hwc": full[0].flatten()[:48].tolist()},
         "normalized_model": {"sum": float(norm.sum()), "first_values_chw": norm.flatten()[:16].tolist()},
         "prompt": {"question": GOLDEN_QUESTION, "ids_before_video": ids[:k], "ids_after_video": ids[k + 1:]},
-        "greedy": {"question": GOLDEN_QUESTION, "clip": "synthetic_frames(frames, 96, 128) of sfllava_mobile.synthetic",
-                   "clip_frames": int(clip_frames.shape[0]), "tokens": greedy_tokens},
+        "greedy": {"question": GOLDEN_QUESTION, "clip": "synthetic_frames(frames, 96, 128) of sfllava_mobile.synthetic, "
+                   "resized to the model's frame size", "clip_frames": frames, "engine": "the exported program "
+                   "(executorch.runtime, XNNPACK on this host)", "max_new_tokens": 8, "tokens": greedy_tokens},
     }
 
 

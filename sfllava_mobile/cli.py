@@ -266,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one line to stderr and return 2."""
     from .log import configure
 
+    from .memory import tune_allocator
+
     args = build_parser().parse_args(argv)
     configure(-1 if args.quiet else args.verbose)
+    tune_allocator()
     t0 = time.perf_counter()
     try:
         code = args.fn(args)

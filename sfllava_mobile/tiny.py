@@ -94,43 +94,56 @@ def _spread_init(model) -> None:
             p.normal_(0.0, 1.0)
 
 
-def _write_llava_original(model, out: Path) -> None:
-    """The LLaVA repo's layout: LLM + projector in the folder, CLIP tower in ``vision_tower/``."""
-    from safetensors.torch import save_file
+def llava_original_key(name: str) -> tuple[str, str] | None:
+    """Our state-dict name -> ``(part, name)`` in the LLaVA repo's layout; part ``llm`` is the
+    checkpoint folder, ``tower`` the CLIP folder; None for weights that layout does not hold."""
+    if name.startswith("vision_tower."):
+        return "tower", "vision_model." + name[len("vision_tower."):]
+    if name.startswith("projector.linear_1."):
+        return "llm", "model.mm_projector.0." + name.split(".")[-1]
+    if name.startswith("projector.linear_2."):
+        return "llm", "model.mm_projector.2." + name.split(".")[-1]
+    if name.startswith("language_model."):
+        return "llm", name[len("language_model."):]
+    return None
 
+
+def write_llava_original_configs(cfg: ModelConfig, out: Path, torch_dtype: str = "float32") -> Path:
+    """``config.json`` of the LLaVA repo's layout in ``out`` and the CLIP tower's configs in
+    ``out/vision_tower`` (named by ``mm_vision_tower``); returns the tower folder."""
     from .model.language import hf_text_config
     from .model.vision import hf_vision_config
 
-    cfg = model.config
-    state = model.state_dict()
-    llm, clip = {}, {}
-    for k, v in state.items():
-        v = v.detach().contiguous()
-        if k.startswith("vision_tower."):
-            clip["vision_model." + k[len("vision_tower."):]] = v
-        elif k.startswith("projector.linear_1."):
-            llm["model.mm_projector.0." + k.split(".")[-1]] = v
-        elif k.startswith("projector.linear_2."):
-            llm["model.mm_projector.2." + k.split(".")[-1]] = v
-        elif k.startswith("language_model."):
-            llm[k[len("language_model."):]] = v
-    # Real LLaVA-NeXT checkpoints carry image_newline; SlowFast ignores it.
-    llm["model.image_newline"] = torch.zeros(cfg.text.hidden_size)
     text = hf_text_config(cfg.text).to_dict()
     text.update(architectures=["LlavaLlamaForCausalLM"], model_type="llava_llama", mm_vision_tower="vision_tower",
                 mm_hidden_size=cfg.vision.hidden_size, mm_projector_type="mlp2x_gelu",
                 mm_vision_select_layer=cfg.vision.select_layer, mm_vision_select_feature="patch",
-                mm_patch_merge_type="spatial_unpad", image_aspect_ratio="anyres")
+                mm_patch_merge_type="spatial_unpad", image_aspect_ratio="anyres", torch_dtype=torch_dtype)
     (out / "config.json").write_text(json.dumps(text, indent=2))
-    save_file(llm, str(out / "model.safetensors"), metadata={"format": "pt"})
     tower = out / "vision_tower"
-    tower.mkdir()
+    tower.mkdir(exist_ok=True)
     vision = hf_vision_config(cfg.vision).to_dict()
     vision["image_size"] = cfg.vision.image_size[0]
     (tower / "config.json").write_text(json.dumps(vision, indent=2))
     (tower / "preprocessor_config.json").write_text(json.dumps(
         {"image_mean": list(cfg.vision.image_mean), "image_std": list(cfg.vision.image_std)}, indent=2))
-    save_file(clip, str(tower / "model.safetensors"), metadata={"format": "pt"})
+    return tower
+
+
+def _write_llava_original(model, out: Path) -> None:
+    """The LLaVA repo's layout: LLM + projector in the folder, CLIP tower in ``vision_tower/``."""
+    from safetensors.torch import save_file
+
+    parts: dict[str, dict[str, torch.Tensor]] = {"llm": {}, "tower": {}}
+    for k, v in model.state_dict().items():
+        mapped = llava_original_key(k)
+        if mapped:
+            parts[mapped[0]][mapped[1]] = v.detach().contiguous()
+    # Real LLaVA-NeXT checkpoints carry image_newline; SlowFast ignores it.
+    parts["llm"]["model.image_newline"] = torch.zeros(model.config.text.hidden_size)
+    tower = write_llava_original_configs(model.config, out)
+    save_file(parts["llm"], str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(parts["tower"], str(tower / "model.safetensors"), metadata={"format": "pt"})
     model.tokenizer.save(out / "tokenizer.json")
 
 

@@ -20,11 +20,9 @@ def model(tiny15_dir):
 
 
 @pytest.fixture(scope="module", params=["none", "8da4w"])
-def exported(request, model, tiny15_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles") / request.param
-    result = export(model, out, ExportConfig(quant=request.param), source=tiny15_dir)
-    report = verify_bundle(out, model=model, eager_programs=result.programs)
-    return request.param, result, report
+def exported(request, exported_bundle):
+    e = exported_bundle("ours", request.param)  # shared with every other export test
+    return request.param, e.result, e.report
 
 
 def test_bundle_contents_and_manifest(exported):
