@@ -7,7 +7,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import sfllava_mobile
-from sfllava_mobile import CheckpointError, load
+from sfllava_mobile import CheckpointError, ConfigError, load
 from sfllava_mobile.checkpoint import read_config, save
 from sfllava_mobile.cli import main
 from sfllava_mobile.model import VideoLLM
@@ -252,3 +252,45 @@ def test_overrides_apply_at_load(tiny15_dir):
 def test_version_and_public_names():
     assert sfllava_mobile.__version__
     assert sfllava_mobile.VideoLLM is VideoLLM
+
+
+def _bf16_copy(src, dst):
+    """``src`` (our layout) with every tensor in bf16 except the decoder's final norm in fp32."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    shutil.copytree(src, dst)
+    with safe_open(str(src / "model.safetensors"), "pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state = {k: v if k == "language_model.model.norm.weight" else v.to(torch.bfloat16) for k, v in state.items()}
+    save_file(state, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    return dst
+
+
+def test_weights_load_in_their_stored_dtype(tiny15_dir, tmp_path):
+    ckpt = _bf16_copy(tiny15_dir, tmp_path / "bf16")
+    m = load(ckpt)
+    assert m.text_dtype == torch.bfloat16 and m.dtype == torch.bfloat16
+    # the odd fp32 tensor is converted to the component's dtype, one tensor, while reading
+    assert m.language_model.model.norm.weight.dtype == torch.bfloat16
+    f32 = load(ckpt, dtype="float32")
+    assert {p.dtype for p in f32.parameters()} == {torch.float32}
+    mixed = load(ckpt, dtype={"text": "bfloat16", "vision": "float32"})
+    assert mixed.text_dtype == torch.bfloat16 and mixed.dtype == torch.float32
+    assert mixed.vision_tower.encoder.layers[0].mlp.fc1.weight.dtype == torch.float32
+    # converting per tensor equals converting the fp32 model: same values
+    ref = load(tiny15_dir)
+    a = f32.language_model.model.layers[0].mlp.up_proj.weight
+    b = ref.language_model.model.layers[0].mlp.up_proj.weight.to(torch.bfloat16).float()
+    assert torch.equal(a, b)
+    # a mixed-dtype model runs (fp32 visual rows into a bf16 decoder) and stays close to fp32
+    pixels = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rows = mixed.embed_video(pixels)
+    assert rows.dtype == torch.float32
+    torch.testing.assert_close(rows, f32.embed_video(pixels), rtol=0, atol=0)  # same fp32 vision weights
+    got, want = mixed.decoder_logits(rows).float().flatten(), f32.decoder_logits(rows).flatten()
+    assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.99
+    with pytest.raises(ConfigError, match="dtype 'int8'"):
+        load(ckpt, dtype="int8")

@@ -1,0 +1,25 @@
+"""Real pretrained weights (slow; `make test-slow`): SmolLM2-135M-Instruct behind the tiny tower,
+exported 8da4w, must pass parity teacher-forced over 256 tokens of prose, and a program with one
+decoder layer off by a 1.25x scale must fail the same bounds."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+
+
+def test_smollm2_8da4w_passes_and_a_broken_layer_fails(tmp_path):
+    from parity_real import run
+
+    res = run(tmp_path, "8da4w", teacher_tokens=256, cases=1, steps=16, break_scale=1.25)
+    good, bad = res["correct_export"], res["broken_export"]
+    assert good["pass"], good["failures"]
+    assert good["vs_eager_recipe"]["text_decoder"]["positions"] == 256
+    # the recipe's own loss on real weights: small, and measured on the same positions
+    loss = good["eager_vs_float"]["text_decoder"]
+    assert loss["kl"] < 0.5 and loss["top1"] > 0.6 and loss["ppl_ratio"] < 1.5
+    assert not bad["pass"] and "vs_eager_recipe.text_decoder" in bad["failures"]
