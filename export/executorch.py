@@ -7,6 +7,7 @@ Entry point: :func:`export` (same shape as every backend's: model, output folder
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -132,6 +133,46 @@ def _export_programs(p: Programs, model, r: ResolvedExport) -> dict:
     return eps
 
 
+def _storages(eps: dict, min_bytes: int = 1 << 20) -> set[int]:
+    """Data pointers of the large weights and buffers of ``eps`` (tensor subclasses flattened)."""
+    out = set()
+    for ep in eps.values():
+        for t in list(ep.state_dict.values()) + list(ep.constants.values()):
+            if not isinstance(t, torch.Tensor):
+                continue
+            inner = [getattr(t, a) for a in t.__tensor_flatten__()[0]] if hasattr(t, "__tensor_flatten__") else [t]
+            out.update(x.untyped_storage().data_ptr() for x in inner if x.untyped_storage().nbytes() >= min_bytes)
+    return out
+
+
+@contextlib.contextmanager
+def shared_weights_on_deepcopy(storages: set[int]):
+    """Inside, ``copy.deepcopy`` of a tensor whose storage is in ``storages`` returns the tensor.
+
+    ExecuTorch's edge conversion deep-copies every method's program before transforming it
+    (exir/program/_program.py, ``_generate_edge_program``), weights included: a 7B decoder's 6.7 GB
+    of 4-bit weights then exists twice during lowering and a 24 GB host runs out. Weights are
+    never mutated by the lowering passes, and the pre-lowering programs are dropped afterwards,
+    so sharing them is safe; everything else is still copied."""
+    originals = {cls: cls.__deepcopy__ for cls in (torch.Tensor, torch.nn.Parameter)}
+
+    def make(orig):
+        def deepcopy(self, memo):
+            if type(self) in (torch.Tensor, torch.nn.Parameter) and self.untyped_storage().data_ptr() in storages:
+                memo[id(self)] = self
+                return self
+            return orig(self, memo)
+        return deepcopy
+
+    for cls, orig in originals.items():
+        cls.__deepcopy__ = make(orig)
+    try:
+        yield
+    finally:
+        for cls, orig in originals.items():
+            cls.__deepcopy__ = orig
+
+
 def _lower(eps: dict, meta: dict, scheme: str = "single"):
     from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -146,9 +187,10 @@ def _lower(eps: dict, meta: dict, scheme: str = "single"):
     else:
         partitioner = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.DYNAMIC_QUANT, per_op_mode=True),
                        XnnpackPartitioner()]
-    return to_edge_transform_and_lower(
-        eps, partitioner=partitioner, constant_methods=meta,
-        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
+    with shared_weights_on_deepcopy(_storages(eps)):
+        return to_edge_transform_and_lower(
+            eps, partitioner=partitioner, constant_methods=meta,
+            compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
 
 
 def _to_executorch(edge):
