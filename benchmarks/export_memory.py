@@ -8,8 +8,8 @@ Shapes (``--shape``, repeatable):
   7b    the sf-llava-7b preset (CLIP-L/14-336 + Vicuna-7B), LLaVA-repo layout, CLIP tower in its own folder
 
 The checkpoint is written tensor by tensor (no model is ever built in memory). The export runs
-in a child process; a watchdog samples the RSS of the child's whole process tree every 0.2 s and
-kills it above ``--limit-gb`` (default 21: this machine has 24 GB and no swap). Stage times and
+in a child process; a watchdog samples the PSS of the child's whole process tree every 0.3 s and
+kills it above ``--limit-gb`` of PSS (default 21: this machine has 24 GB and no swap). Stage times and
 peaks come from the export's own stage log. Usage:
 
     python benchmarks/export_memory.py --shape 0.5b --shape 7b --out benchmarks/results/export_memory.jsonl
@@ -121,15 +121,19 @@ def write_random_checkpoint(preset: str, layout: str, overrides: dict, folder: P
     return folder
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """RSS of ``pid`` and all its descendants, kB."""
+def _tree_pss_kb(pid: int) -> int:
+    """Proportional set size of ``pid`` and all its descendants, kB.
+
+    PSS, not RSS: a child between fork and exec (ExecuTorch runs ``flatc`` once per XNNPACK
+    partition) shares every page of a 12 GB parent, and summed RSS would count them twice."""
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
+                    break
             for task in Path(f"/proc/{p}/task").iterdir():
                 stack += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
@@ -138,7 +142,7 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 def run_watched(cmd: list[str], limit_gb: float, log_path: Path) -> dict:
-    """Run ``cmd``; kill its process group above ``limit_gb`` of tree RSS. Returns exit, wall, peak."""
+    """Run ``cmd``; kill its process group above ``limit_gb`` of tree PSS. Returns exit, wall, peak."""
     peak = [0]
     killed = [False]
     with open(log_path, "w") as logf:
@@ -146,8 +150,8 @@ def run_watched(cmd: list[str], limit_gb: float, log_path: Path) -> dict:
         done = threading.Event()
 
         def watch() -> None:
-            while not done.wait(0.2):
-                kb = _tree_rss_kb(proc.pid)
+            while not done.wait(0.3):
+                kb = _tree_pss_kb(proc.pid)
                 peak[0] = max(peak[0], kb)
                 if kb > limit_gb * 2**20:
                     killed[0] = True
@@ -160,7 +164,7 @@ def run_watched(cmd: list[str], limit_gb: float, log_path: Path) -> dict:
         code = proc.wait()
         done.set()
         t.join()
-    return {"exit_code": code, "wall_s": round(time.perf_counter() - t0, 1), "peak_rss_gb": round(peak[0] / 2**20, 2),
+    return {"exit_code": code, "wall_s": round(time.perf_counter() - t0, 1), "peak_pss_gb": round(peak[0] / 2**20, 2),
             "killed_by_watchdog": killed[0], "limit_gb": limit_gb}
 
 

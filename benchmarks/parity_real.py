@@ -46,7 +46,8 @@ def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, bre
     model = load(ckpt)
     t0 = time.perf_counter()
     bundle = work / f"smollm2-{quant}"
-    result = export(model, bundle, ExportConfig(quant=quant, overwrite=True), source=ckpt)
+    cfg = ExportConfig(quant=quant, overwrite=True, max_new_tokens=max(128, teacher_tokens + 16))  # room for the text
+    result = export(model, bundle, cfg, source=ckpt)
     export_s = time.perf_counter() - t0
     good = verify_bundle(bundle, model=model, eager_programs=result.programs, cases=cases, steps=steps,
                          teacher_tokens=teacher_tokens)
@@ -58,7 +59,7 @@ def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, bre
         with torch.no_grad():
             broken_model.language_model.model.layers[layer].mlp.down_proj.weight.mul_(break_scale)
         broken_dir = work / f"smollm2-{quant}-broken-src"
-        export(broken_model, broken_dir, ExportConfig(quant=quant, overwrite=True))
+        export(broken_model, broken_dir, cfg)
         swapped = work / f"smollm2-{quant}-swapped"
         if swapped.exists():
             shutil.rmtree(swapped)

@@ -184,6 +184,7 @@ class PteDriver:
         from .kernels import load_program
 
         self.program, self.methods = load_program(pte, ("vision_encoder", "token_embedding", "text_decoder"))
+        self.max_seq_len = int(self.metadata("get_max_seq_len")[0])
 
     def _run(self, method: str, inputs: list):
         with native_quiet():
@@ -199,7 +200,9 @@ class PteDriver:
         return self._run("vision_encoder", [image])
 
     def embed(self, ids):
-        return self._run("token_embedding", [torch.tensor([ids])])
+        n = self.max_seq_len  # the method's dynamic dimension stops there: longer text goes in chunks
+        return torch.cat([self._run("token_embedding", [torch.tensor([ids[i:i + n]])]) for i in range(0, len(ids), n)],
+                         dim=1)
 
     def decode(self, embeds, pos):
         return self._run("text_decoder", [embeds.contiguous(), torch.tensor([pos])])
@@ -404,6 +407,14 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
     eos = tuple(config.text.eos_ids)
     limit = min(tokenizer.vocab_size, config.text.vocab_size)
     cs = make_cases(config, tokenizer, frames, cases, seed)
+    # Teacher-forced text and greedy steps must fit the program's KV cache after the prompt.
+    room = manifest["context"]["max_context_len"] - manifest["visual_tokens"] - max(
+        len(c.before) + len(c.after) for c in cs)
+    if teacher_tokens > room or steps > room:
+        log.warning("parity: %d positions left after the prompt (max_context_len %d): teacher tokens %d -> %d, "
+                    "steps %d -> %d", room, manifest["context"]["max_context_len"], teacher_tokens,
+                    min(teacher_tokens, room), steps, min(steps, room))
+        teacher_tokens, steps = min(teacher_tokens, room), min(steps, room)
     teacher = teacher_ids(tokenizer, teacher_tokens)
     report = {"bundle": str(bundle), "recipe": recipe.name, "cases": cases, "steps": steps, "seed": seed,
               "teacher_tokens": len(teacher), "greedy_vocab_limit": limit,
