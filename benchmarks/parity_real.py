@@ -1,7 +1,9 @@
 """Parity on real weights: SmolLM2-135M-Instruct behind the tiny tower (``real_weights.py``),
 exported with a 4-bit recipe, verified teacher-forced over a few hundred tokens of prose; then a
-deliberately broken program (one decoder layer's MLP output scaled by ``--break-scale``, what a
-kernel with a wrong scale does) is swapped into a copy of the bundle and must fail the same bounds.
+deliberately broken program (every decoder layer's MLP output projection scaled by
+``--break-scale``: what a kernel with a wrong scale does to every call of its op) is swapped into a
+copy of the bundle and must fail the same bounds. (A single layer scaled by 1.25 is not caught:
+KL 0.049 against 0.040 for a correct export; see the README.)
 
     python benchmarks/parity_real.py --teacher-tokens 384 --out benchmarks/results/parity_real.jsonl
 """
@@ -33,8 +35,7 @@ def _summary(rep: dict) -> dict:
     return out
 
 
-def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, break_scale: float,
-        layer: int = 15) -> dict:
+def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, break_scale: float) -> dict:
     import torch
 
     from sfllava_mobile import load
@@ -57,7 +58,8 @@ def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, bre
     if break_scale:
         broken_model = load(ckpt)
         with torch.no_grad():
-            broken_model.language_model.model.layers[layer].mlp.down_proj.weight.mul_(break_scale)
+            for layer in broken_model.language_model.model.layers:
+                layer.mlp.down_proj.weight.mul_(break_scale)
         broken_dir = work / f"smollm2-{quant}-broken-src"
         export(broken_model, broken_dir, cfg)
         swapped = work / f"smollm2-{quant}-swapped"
@@ -67,7 +69,7 @@ def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, bre
         shutil.copy(broken_dir / "model.pte", swapped / "model.pte")
         bad = verify_bundle(swapped, model=model, eager_programs=result.programs, cases=cases, steps=steps,
                             teacher_tokens=teacher_tokens)
-        out["broken_export"] = {"what": f"layer {layer} mlp.down_proj scaled by {break_scale}", **_summary(bad)}
+        out["broken_export"] = {"what": f"every mlp.down_proj scaled by {break_scale}", **_summary(bad)}
     return out
 
 
@@ -78,7 +80,7 @@ def main() -> None:
     ap.add_argument("--teacher-tokens", type=int, default=384)
     ap.add_argument("--cases", type=int, default=2)
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--break-scale", type=float, default=1.25)
+    ap.add_argument("--break-scale", type=float, default=1.1)
     ap.add_argument("--workdir", default="/tmp/sfllava-real")
     ap.add_argument("--out")
     a = ap.parse_args()

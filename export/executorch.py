@@ -74,6 +74,17 @@ def quantize_programs(progs: Programs, recipe) -> list:
     return rows
 
 
+def _drop_weights(*modules) -> None:
+    """Replace every parameter and buffer with an empty tensor (the module is unusable after)."""
+    for module in modules:
+        for sub in module.modules():
+            for name, _ in list(sub.named_parameters(recurse=False)):
+                setattr(sub, name, torch.nn.Parameter(torch.empty(0), requires_grad=False))
+            for name in list(sub._buffers):
+                if sub._buffers[name] is not None:
+                    sub._buffers[name] = torch.empty(0)
+
+
 def release_small_tensors(model) -> None:
     """Before quantizing ``model`` in place: its small tensors (norms, biases) to float32 now.
 
@@ -234,8 +245,9 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
     ``source`` and ``overrides`` (the checkpoint folder and config overrides the model was loaded
     with, and a separate ``vision_tower`` folder) go into the manifest so that ``verify`` can rebuild
     the reference later. ``inplace``
-    quantizes the model's own modules instead of copies (for models near the memory limit); the
-    model is unusable afterwards and the golden greedy tokens are taken before quantizing.
+    quantizes the model's own modules instead of copies (for models near the memory limit): the
+    model is consumed (its weights are dropped once the program is written) and the result carries
+    no eager programs.
     """
     from .executorch_attention import register_ops
 
@@ -282,6 +294,11 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         delegation = delegation_report(et)
         operators = kernels.program_operators(et)
         del et
+        if inplace:
+            # The program is written; the consumed model's 4-bit weights and the eager KV cache
+            # (3.5 GB at 7B) must not sit beside the runtime's copy while golden tokens are taken.
+            _drop_weights(model, *(m for _, m in progs.items()))
+            progs = None
         release()
         with stage("golden", timings, peaks):
             # The app ports check their runner against what this program answers (not the float

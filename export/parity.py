@@ -45,11 +45,11 @@ log = logging.getLogger("sfllava_mobile")
 # kernels: XNNPACK's int8 dynamic activations vs torchao's reference math). "float_loose": a
 # quantized export vs the float reference: quantization error itself, so these bounds catch
 # breakage (a kernel off by 1/scale drives KL up and cosine towards 0), not quality.
-# Calibration (README, "Parity bounds"): tiny random models of every layout, the 24-layer 0.5B
-# shape, and real SmolLM2-135M weights over 256 teacher-forced tokens of prose; each bound sits
-# about 2x beyond the worst value a correct export gave.
+# Calibration (README, Parity): tiny random models of every layout and real SmolLM2-135M weights
+# over 384 teacher-forced tokens of prose (a correct 8da4w export: KL 0.040, rel 0.050, cosine
+# 0.9988, confident top-1 1.0, divergence margin 0.30); each bound sits about 2x beyond that.
 _EAGER = {"vision_encoder": {"rel": 0.03, "cosine": 0.9995}, "token_embedding": {"max_abs": 1e-6},
-          "text_decoder": {"rel": 0.1, "cosine": 0.995, "top1_confident": 0.97, "kl": 0.02},
+          "text_decoder": {"rel": 0.1, "cosine": 0.995, "top1_confident": 0.97, "kl": 0.08},
           "greedy": {"divergence_margin": 1.0}, "runner": {"text_equal": True}}
 _LOOSE = {"vision_encoder": {"cosine": 0.9}, "token_embedding": {"cosine": 0.98},
           "text_decoder": {"cosine": 0.5, "kl": 5.0}}
