@@ -91,10 +91,7 @@ def release_small_tensors(model) -> None:
     A memory-mapped checkpoint file stays mapped while any tensor read from it lives; once the
     small ones are copies, each shard is unmapped as soon as its large weights are quantized, so
     the file never sits in memory beside the quantized model."""
-    for sub in model.modules():
-        for name, p in list(sub.named_parameters(recurse=False)):
-            if type(p.data) is torch.Tensor and p.is_floating_point() and p.numel() <= 1 << 20:
-                setattr(sub, name, torch.nn.Parameter(p.detach().to(torch.float32), requires_grad=False))
+    tq.upcast(model, max_numel=1 << 20)
 
 
 def golden_tokens(pte: Path, config, tokenizer, frames: int, steps: int = 8) -> list[int]:

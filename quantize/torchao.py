@@ -77,15 +77,19 @@ def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, ki
     return rows
 
 
-def upcast(module: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+def upcast(module: nn.Module, dtype: torch.dtype = torch.float32, max_numel: int | None = None) -> None:
     """Plain floating parameters and buffers of ``module`` to ``dtype``, in place, one tensor at a
-    time; quantized tensor subclasses are left as they are."""
+    time (only those of at most ``max_numel`` elements, if given); quantized tensor subclasses are
+    left as they are."""
+    def wanted(t: torch.Tensor) -> bool:
+        return t.is_floating_point() and t.dtype != dtype and (max_numel is None or t.numel() <= max_numel)
+
     for sub in module.modules():
         for name, p in list(sub.named_parameters(recurse=False)):
-            if type(p.data) is torch.Tensor and p.is_floating_point() and p.dtype != dtype:
+            if type(p.data) is torch.Tensor and wanted(p):
                 setattr(sub, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
         for name, b in list(sub.named_buffers(recurse=False)):
-            if type(b) is torch.Tensor and b.is_floating_point() and b.dtype != dtype:
+            if type(b) is torch.Tensor and wanted(b):
                 persistent = name not in sub._non_persistent_buffers_set
                 sub.register_buffer(name, b.to(dtype), persistent=persistent)
 

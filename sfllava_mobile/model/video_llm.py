@@ -55,19 +55,6 @@ class VideoLLM(nn.Module):
         """The decoder's dtype; may differ from the vision side's (e.g. bf16 decoder, fp32 ViT)."""
         return self.language_model.get_input_embeddings().weight.dtype
 
-    def to_dtypes(self, text: torch.dtype, vision: torch.dtype) -> "VideoLLM":
-        """Convert each side in place, parameter by parameter (no whole-model copy at any time)."""
-        for module, dtype in ((self.language_model, text), (self.vision_tower, vision), (self.projector, vision)):
-            for sub in module.modules():
-                for name, p in list(sub.named_parameters(recurse=False)):
-                    if p.is_floating_point() and p.dtype != dtype:
-                        setattr(sub, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
-        if self.separator is not None and self.separator.dtype != vision:
-            self.separator = nn.Parameter(self.separator.detach().to(vision), requires_grad=False)
-        if self.config.text.tie_word_embeddings:
-            self.language_model.lm_head.weight = self.language_model.get_input_embeddings().weight
-        return self
-
     def visual_token_count(self, num_frames: int | None = None) -> int:
         return slowfast_token_count(self.config.slowfast, num_frames or self.config.num_frames, self.config.vision.grid)
 
