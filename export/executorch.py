@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,10 +196,43 @@ def _lower(eps: dict, meta: dict, scheme: str = "single"):
     else:
         partitioner = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.DYNAMIC_QUANT, per_op_mode=True),
                        XnnpackPartitioner()]
-    with shared_weights_on_deepcopy(_storages(eps)):
-        return to_edge_transform_and_lower(
-            eps, partitioner=partitioner, constant_methods=meta,
-            compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
+    try:
+        with shared_weights_on_deepcopy(_storages(eps)):
+            return to_edge_transform_and_lower(
+                eps, partitioner=partitioner, constant_methods=meta,
+                compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
+    finally:
+        forget_lowering_state()
+
+
+def forget_lowering_state() -> int:
+    """Drop what lowering leaves in process-wide caches after it returns; returns the count.
+
+    Each of these pins a lowered graph, and through it the exported program and every weight, for
+    the life of the process (13 GB after a 7B export): XNNPACK's partitioner configs log rejections
+    through module-level ``WhyNoPartition`` objects that remember the last rejected fx node;
+    ``exir.backend.utils.is_same_node`` is an unbounded ``lru_cache`` keyed by fx nodes; tracing
+    through a delegate leaves it in the class-wide fake-tensor dispatch cache and in ``ShapeEnv``
+    method caches keyed by the shape environment."""
+    from executorch.exir.backend.utils import WhyNoPartition
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    cleared = len(FakeTensorMode.cache)
+    FakeTensorMode.cache_clear()
+    namespaces = [vars(ShapeEnv)] + [vars(m) for name, m in list(sys.modules.items())
+                                     if name.startswith("executorch.") and m is not None]
+    for namespace in namespaces:
+        for value in list(namespace.values()):
+            if isinstance(value, WhyNoPartition) and value.node is not None:
+                value.node = None
+                cleared += 1
+            elif not isinstance(value, type) and callable(getattr(value, "cache_info", None)):
+                # an lru_cache, or ShapeEnv's function wrapper around one
+                if getattr(value.cache_info(), "currsize", 0) and callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+                    cleared += 1
+    return cleared
 
 
 def _to_executorch(edge):
@@ -291,6 +325,7 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         delegation = delegation_report(et)
         operators = kernels.program_operators(et)
         del et
+        forget_lowering_state()
         if inplace:
             # The program is written; the consumed model's 4-bit weights and the eager KV cache
             # (3.5 GB at 7B) must not sit beside the runtime's copy while golden tokens are taken.
