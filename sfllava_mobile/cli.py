@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Export any supported checkpoint (our layout, the LLaVA repo's / SF-LLaVA v1 with "
                                    "its CLIP folder, transformers llava / llava_next / llava_onevision) to an "
                                    "ExecuTorch bundle, then check parity. Weights load in their stored dtype and are "
-                                   "quantized in place; measured peaks with verify on: 0.5B 4.9 GB, 7B (bf16) see "
+                                   "quantized in place; measured peaks with verify on: 0.5B 3.4 GB, 7B (bf16) 17.2 GB; see "
                                    "README 'What exports, and the memory it takes'.")
     ckpt_args(s)
     s.add_argument("--allow-pickle", action="store_true")
