@@ -209,7 +209,7 @@ def main() -> None:
                   "machine_mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
         if res["exit_code"] in (0, 1) and (bundle / "manifest.json").is_file():
             m = json.loads((bundle / "manifest.json").read_text())
-            result.update(pte_mb=round(m["size"]["pte_bytes"] / 1e6, 1), visual_tokens=m["visual_tokens"],
+            result.update(pte_mb=round(m["size"]["total_bytes"] / 1e6, 1), visual_tokens=m["visual_tokens"],
                           parity_pass=m.get("parity", {}).get("pass"), reference_dtype=m.get("parity", {}).get("reference_dtype"))
         else:
             result["log_tail"] = text.strip().splitlines()[-3:]
