@@ -48,6 +48,9 @@ CALL_SEQUENCE = ("vision_encoder(image) once per clip; token_embedding(ids) per 
                  "first answer token; then one decode call per token, the same state throughout")
 
 
+_HOME = {"vision_encoder": "vision", "token_embedding": "embedding", "text_decoder": "decoder"}  # unnamed constants
+
+
 def _component(fqn: str) -> str:
     if fqn.startswith("projector"):
         return "projector"
@@ -147,10 +150,13 @@ def build(ctx: BuildContext) -> Built:
         }
         del eps
     rows: list = []
+    compressed: dict[str, int] = {}
     with stage("quantize", t, p):
         for name, mlmodel in converted.items():
-            cfg, got = cq.plan(mlmodel, recipe, _component, names[name])
+            known, home = names[name], _HOME[name]
+            cfg, got = cq.plan(mlmodel, recipe, lambda fqn: _component(fqn) if fqn in known.values() else home, known)
             rows += got
+            compressed[PACKAGES[name]] = sum(r.bits is not None for r in got)
             converted[name] = cq.apply(mlmodel, cfg)
     s = coverage.summary(rows)
     log.info("coverage: %d weights, %d quantized (%d fallbacks), %d fp16; %.2f bits/weight\n%s", s["layers"],
@@ -166,15 +172,16 @@ def build(ctx: BuildContext) -> Built:
     elif ctx.inplace:
         progs = None
     release()
-    section = _inspect(ctx.folder, opts, mil_eval)
+    section = _inspect(ctx.folder, opts, mil_eval, compressed)
     return Built(artifacts={k: v for k, v in PACKAGES.items()}, methods=_method_contract(model, r, opts),
                  coverage=rows, section=section, programs=twin if twin is not None else progs,
                  context={"prefill_chunk": opts.prefill_chunk})
 
 
-def _inspect(folder: Path, opts, mil_eval) -> CoreMLSection:
+def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, int]) -> CoreMLSection:
     """Functions, states, MIL op counts and the slowfast composite of the saved packages; refuses a
-    package with an op type the Linux evaluator cannot run (parity would not cover it)."""
+    package with an op type the Linux evaluator cannot run (parity would not cover it) or whose
+    compressed weights are not the ones the coverage rows promise."""
     import coremltools as ct
 
     from .coreml_ops import PREFIX
@@ -188,6 +195,10 @@ def _inspect(folder: Path, opts, mil_eval) -> CoreMLSection:
         functions[pkg] = sorted(program.functions)
         counts[pkg] = mil_eval.op_counts(program)
         fn = next(iter(program.functions.values()))
+        held = sum(op.op_type.startswith("constexpr_") for op in fn.operations)
+        if held != compressed[pkg]:
+            raise SfllavaError(f"{pkg} holds {held} compressed weights but the quantization plan made "
+                               f"{compressed[pkg]}: coremltools skipped or added some; coverage would be wrong")
         if method == "vision_encoder":
             composite = sum(PREFIX in op.name for op in fn.operations)
         if method == "text_decoder":

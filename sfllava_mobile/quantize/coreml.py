@@ -32,7 +32,7 @@ def plan(mlmodel, recipe: Recipe, component_of, names: dict[str, str]) -> tuple[
     import coremltools.optimize.coreml as cto
 
     rows: list[CoverageRow] = []
-    cfg = None
+    ops: dict[str, object] = {}
     weights = cto.get_weights_metadata(mlmodel, weight_threshold=WEIGHT_THRESHOLD)
     for const, meta in weights.items():
         fqn = _module_name(const, names)
@@ -43,25 +43,23 @@ def plan(mlmodel, recipe: Recipe, component_of, names: dict[str, str]) -> tuple[
         kind = _KINDS.get(next(iter(kinds))) if len(kinds) == 1 else None
         if scheme is None:
             rows.append(CoverageRow(component, fqn, kind or "table", shape, "fp16", None, None, 16.0, "recipe keeps fp16"))
-            continue
-        if cfg is None:
-            cfg = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-                mode="linear_symmetric", dtype="int4", granularity="per_block", block_size=scheme.group,
-                weight_threshold=WEIGHT_THRESHOLD))
-        if kind is None:
-            cfg.set_op_name(const, None)
+        elif kind is None:
             rows.append(CoverageRow(component, fqn, "table", shape, "fp16", None, None, 16.0,
                                     f"feeds {', '.join(sorted(kinds)) or 'nothing'}, not a linear/conv/gather: stays fp16"))
         elif len(shape) < 2 or shape[1] % scheme.group:
-            cfg.set_op_name(const, cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
-                                                               granularity="per_channel",
-                                                               weight_threshold=WEIGHT_THRESHOLD))
+            ops[const] = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                                     weight_threshold=0)
             width = shape[1] if len(shape) > 1 else 1
             rows.append(CoverageRow(component, fqn, kind, shape, "int8-per-channel", 8, 0, 8 + 16 / width,
                                     f"axis-1 width {width} not divisible by block {scheme.group}: int8 per-channel"))
         else:
+            ops[const] = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
+                                                     block_size=scheme.group, weight_threshold=0)
             rows.append(CoverageRow(component, fqn, kind, shape, f"int4-block{scheme.group}", 4, scheme.group,
                                     scheme.bits_per_weight(shape[1])))
+    # One config per listed weight and no global one: coremltools lists weights of >= threshold
+    # elements but quantizes only > threshold, so a global config would skip a [32, 64] k_proj.
+    cfg = cto.OptimizationConfig(op_name_configs=ops) if ops else None
     return cfg, rows
 
 
