@@ -2,7 +2,7 @@
 
 ``sfllava::slowfast_pool`` stays one node through ``run_decompositions({})`` (it is a custom op,
 not a composite) and is translated here as one composite: slices (+ tile for repeated slow
-frames), 1-D pair reductions or 2-D pools, the separator row and the fast average pool, one
+frames), 1-D pair or 2-D block reductions, the separator row and the fast average pool, one
 concat. An ML Program keeps no grouping, so every op of the composite carries the name prefix
 ``<node>__slowfast_pool__`` (:data:`PREFIX`): tests and the manifest count them in the saved package.
 """
@@ -42,38 +42,32 @@ def _frames(mb, x, idx: list[int], name: str):
     return parts[0] if len(parts) == 1 else mb.concat(values=parts, axis=0, name=f"{name}_frames")
 
 
-def _nchw(mb, x, gh: int, gw: int, d: int, name: str):
-    y = mb.reshape(x=x, shape=[-1, gh, gw, d], name=f"{name}_grid")
-    return mb.transpose(x=y, perm=[0, 3, 1, 2], name=f"{name}_nchw")
-
-
-def _rows(mb, y, d: int, name: str):
-    y = mb.transpose(x=y, perm=[0, 2, 3, 1], name=f"{name}_nhwc")
-    return mb.reshape(x=y, shape=[-1, d], name=f"{name}_rows")
-
-
 def _pool(mb, x, gh: int, gw: int, d: int, kernel: tuple[int, int], kind: str, name: str):
-    """``[N, gh*gw, d]`` -> ``[N * (gh/kh) * (gw/kw), d]`` by non-overlapping 2-D pooling."""
-    pool = mb.max_pool if kind == "max" else mb.avg_pool
-    y = pool(x=_nchw(mb, x, gh, gw, d, name), kernel_sizes=list(kernel), strides=list(kernel), pad_type="valid",
-             name=f"{name}_pool")
-    return _rows(mb, y, d, name)
+    """``[N, gh*gw, d]`` -> ``[N * (gh/kh) * (gw/kw), d]`` by non-overlapping 2-D pooling, as a
+    rank-5 reshape and one reduction: no layout transposes, which MIL's transpose passes would
+    merge and rename out of the composite."""
+    kh, kw = kernel
+    y = mb.reshape(x=x, shape=[-1, kh, gw // kw, kw, d], name=f"{name}_blocks")
+    reduce = mb.reduce_max if kind == "max" else mb.reduce_mean
+    y = reduce(x=y, axes=[1, 3], keep_dims=False, name=f"{name}_pool")
+    return mb.reshape(x=y, shape=[-1, d], name=f"{name}_rows")
 
 
 def _adaptive_avg(mb, x, gh: int, gw: int, d: int, out: tuple[int, int], name: str):
     """``adaptive_avg_pool2d`` (torch's bins: floor(i*g/o) .. ceil((i+1)*g/o)) as slices + means."""
-    y = _nchw(mb, x, gh, gw, d, name)
+    y = mb.reshape(x=x, shape=[-1, gh, gw, d], name=f"{name}_grid")
     cells = []
     for i in range(out[0]):
         r0, r1 = (i * gh) // out[0], math.ceil((i + 1) * gh / out[0])
         row = []
         for j in range(out[1]):
             c0, c1 = (j * gw) // out[1], math.ceil((j + 1) * gw / out[1])
-            cell = mb.slice_by_index(x=y, begin=[0, 0, r0, c0], end=[0, 0, r1, c1], end_mask=[True, True, False, False],
+            cell = mb.slice_by_index(x=y, begin=[0, r0, c0, 0], end=[0, r1, c1, 0], end_mask=[True, False, False, True],
                                      name=f"{name}_cell{i}_{j}")
-            row.append(mb.reduce_mean(x=cell, axes=[2, 3], keep_dims=True, name=f"{name}_mean{i}_{j}"))
-        cells.append(mb.concat(values=row, axis=3, name=f"{name}_row{i}"))
-    return _rows(mb, mb.concat(values=cells, axis=2, name=f"{name}_cells"), d, name)
+            row.append(mb.reduce_mean(x=cell, axes=[1, 2], keep_dims=True, name=f"{name}_mean{i}_{j}"))
+        cells.append(mb.concat(values=row, axis=2, name=f"{name}_row{i}"))
+    y = mb.concat(values=cells, axis=1, name=f"{name}_cells")
+    return mb.reshape(x=y, shape=[-1, d], name=f"{name}_rows")
 
 
 def _slowfast_pool(context, node):
