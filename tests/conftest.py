@@ -149,12 +149,12 @@ class Exported:
 
 @pytest.fixture(scope="session")
 def exported_bundle(layout_checkpoint, tmp_path_factory):
-    """``(layout, recipe) -> Exported``: each bundle is exported and verified once per session."""
+    """``(layout, recipe, backend) -> Exported``: each bundle is exported and verified once per session."""
     cache = {}
     models = {}
 
-    def get(layout: str, quant: str) -> Exported:
-        key = (layout, quant)
+    def get(layout: str, quant: str, backend: str = "executorch") -> Exported:
+        key = (layout, quant, backend)
         if key not in cache:
             ckpt = layout_checkpoint(layout)
             if layout not in models:
@@ -162,12 +162,12 @@ def exported_bundle(layout_checkpoint, tmp_path_factory):
 
                 models[layout] = load(ckpt)
             model = models[layout]
-            out = tmp_path_factory.mktemp("bundles") / f"{layout}-{quant}"
+            out = tmp_path_factory.mktemp("bundles") / f"{backend}-{layout}-{quant}"
             from sfllava_mobile.export import export
             from sfllava_mobile.export.config import ExportConfig
             from sfllava_mobile.export.parity import verify_bundle
 
-            result = export(model, out, ExportConfig(quant=quant, frames=FRAMES[layout]), source=ckpt)
+            result = export(model, out, ExportConfig(backend=backend, quant=quant, frames=FRAMES[layout]), source=ckpt)
             report = verify_bundle(out, model=model, eager_programs=result.programs)
             cache[key] = Exported(layout, quant, ckpt, model, result, report)
         return cache[key]

@@ -183,6 +183,7 @@ def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, int]) -> CoreML
     package with an op type the Linux evaluator cannot run (parity would not cover it) or whose
     compressed weights are not the ones the coverage rows promise."""
     import coremltools as ct
+    from coremltools.converters.mil.mil import types
 
     from .coreml_ops import PREFIX
 
@@ -203,7 +204,7 @@ def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, int]) -> CoreML
             composite = sum(PREFIX in op.name for op in fn.operations)
         if method == "text_decoder":
             for name, var in fn.inputs.items():
-                if var.sym_type is not None and "state" in str(type(var.sym_type)).lower():
+                if types.is_state(var.sym_type):
                     wrapped = var.sym_type.wrapped_type()
                     states.append(CoreMLState(name=name, dtype="float16", shape=list(wrapped.get_shape())))
     if composite == 0:

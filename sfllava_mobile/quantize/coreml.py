@@ -99,7 +99,7 @@ def fake_quantize(weight: torch.Tensor, scheme: str, block: int = 32) -> torch.T
     w16 = weight.detach().to(torch.float16)
     if scheme == "fp16":
         return w16.float()
-    w = w16.float().numpy()
+    w = w16.numpy()  # coremltools quantizes the fp16 constant with fp16 arithmetic; fp32 rounds ties differently
     if scheme.startswith("int4-block"):
         nbits, blocks = 4, [1, block] + [0] * (w.ndim - 2)
     elif scheme == "int8-per-channel":
@@ -108,7 +108,7 @@ def fake_quantize(weight: torch.Tensor, scheme: str, block: int = 32) -> torch.T
         raise ValueError(f"unknown Core ML weight scheme {scheme!r}")
     q, scale, zero = compute_qparams(w, nbits, True, "LINEAR_SYMMETRIC", None, blocks)
     scale16 = scale.astype(np.float16).astype(np.float32)
-    deq = q.astype(np.float32) * _expand(scale16, w.shape)
+    deq = q.astype(np.float32) * _expand(scale16, w.shape)  # exact in fp32: both factors have <= 11 bits
     return torch.from_numpy(deq.astype(np.float16).astype(np.float32))
 
 
