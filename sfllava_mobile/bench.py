@@ -122,6 +122,15 @@ def artifact_engine(backend: str) -> str:
     return {"executorch": "pte", "coreml": "coreml"}[backend]
 
 
+def engine_note(engine: str) -> str:
+    """What an engine's seconds mean on this host (a Core ML number off a Mac is not a latency)."""
+    if engine == "coreml":
+        return ("Core ML predict on this Mac: real latency" if sys.platform == "darwin" else
+                "numpy evaluation of the MIL programs: the parity run's timing, not Core ML latency")
+    return {"pte": "ExecuTorch runtime (XNNPACK) on this host's CPU", "runner": "ExecuTorch C++ MultimodalRunner",
+            "eager": "PyTorch fp32 reference"}[engine]
+
+
 def engines_for(backend: str) -> tuple[str, ...]:
     """Engines that can run a bundle of ``backend`` on this host."""
     return ("pte", "runner", "eager") if backend == "executorch" else (artifact_engine(backend), "eager")
@@ -153,7 +162,8 @@ def bench(bundle: str | Path, video: str | Path, steps: int = 32, engines: tuple
     out = {"bundle": str(bundle), "backend": manifest.backend, "video": str(video), "steps": steps,
            "threads": torch.get_num_threads(), "model": manifest.model.name, "recipe": manifest.quantization.recipe,
            "frames": manifest.video.frames, "visual_tokens": manifest.visual_tokens,
-           "artifact_bytes": manifest.size.total_bytes, "engines": results}
+           "artifact_bytes": manifest.size.total_bytes, "engines": results,
+           "engine_notes": {e: engine_note(e) for e in results}}
     if art in results and "eager" in results:
         p, e = results[art], results["eager"]
         out["artifact_vs_eager"] = {k: (p[k] / e[k] if e.get(k) else None) for k in (
@@ -206,6 +216,7 @@ def format_bench(r: dict) -> str:
         lines.append(f"{k:28s}" + "".join(
             f"{r['engines'][e][k]:12.3f}" if isinstance(r["engines"][e].get(k), (int, float)) else f"{'-':>12s}"
             for e in r["engines"]))
+    lines += [f"  {e}: {note}" for e, note in r.get("engine_notes", {}).items()]
     if "artifact_vs_eager" in r:
         lines.append("artifact / eager: " + ", ".join(f"{k} x{v:.2f}" for k, v in r["artifact_vs_eager"].items() if v))
     return "\n".join(lines)

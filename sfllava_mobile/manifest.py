@@ -193,6 +193,8 @@ class CoreMLSection(_Model):
     call_sequence: str
     mil_ops: dict[str, dict[str, int]] = Field(description="per package: MIL op type -> count")
     slowfast_pool_ops: int = Field(description="MIL ops carrying the slowfast_pool composite's name prefix")
+    weight_bin_bytes: dict[str, int] = Field(description="per package: bytes of its weight.bin (the weights alone, "
+                                                         "without the program text)")
     coremltools_version: str
 
 

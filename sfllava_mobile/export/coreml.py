@@ -187,8 +187,9 @@ def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, int]) -> CoreML
 
     from .coreml_ops import PREFIX
 
-    functions, counts, states, composite = {}, {}, [], 0
+    functions, counts, states, composite, weight_bin = {}, {}, [], 0, {}
     for method, pkg in PACKAGES.items():
+        weight_bin[pkg] = (folder / pkg / "Data" / "com.apple.CoreML" / "weights" / "weight.bin").stat().st_size
         spec, program = mil_eval.load_program(folder / pkg)
         missing = [op for op, how in mil_eval.op_coverage(program).items() if how == "MISSING"]
         if missing:
@@ -212,7 +213,7 @@ def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, int]) -> CoreML
     return CoreMLSection(minimum_deployment_target=opts.minimum_deployment_target,
                          compute_precision=opts.compute_precision, packages=dict(PACKAGES), functions=functions,
                          states=sorted(states, key=lambda s: s.name), call_sequence=CALL_SEQUENCE, mil_ops=counts,
-                         slowfast_pool_ops=composite, coremltools_version=ct.__version__)
+                         slowfast_pool_ops=composite, weight_bin_bytes=weight_bin, coremltools_version=ct.__version__)
 
 
 def _apply_twin_quantization(progs: Programs, rows: list) -> Programs:
