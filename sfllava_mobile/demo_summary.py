@@ -31,7 +31,17 @@ def main(folder: str) -> int:
     print(f"speed (eager)   prefill {eager['prefill_tokens_per_second']:.0f} tok/s, decode "
           f"{eager['decode_tokens_per_second']:.0f} tok/s, TTFT {eager['time_to_first_token_s'] * 1000:.1f} ms")
     print(f"chart           {d / 'bench.png'}")
-    return 0 if ok else 1
+    cm_ok = True
+    if (d / "bundle-coreml-int4").is_dir():
+        c = read_manifest(d / "bundle-coreml-int4")
+        cm_ok = bool(c.parity and c.parity.passed)
+        wb = sum(c.coreml.weight_bin_bytes.values())
+        print(f"Core ML bundle  {d / 'bundle-coreml-int4'}: 3 packages (iOS18+), weight.bin {wb / 1e3:.0f} kB "
+              f"({wb / c.size.floor_bytes:.2f}x the 4-bit floor), {len(c.coreml.states)} fp16 KV states, "
+              f"{c.coreml.slowfast_pool_ops} MIL ops in the slowfast_pool composite")
+        print(f"Core ML parity  {'PASS' if cm_ok else 'FAIL'} (MIL programs evaluated with numpy on this host: "
+              f"semantics, not Apple's kernels); details in {d / 'verify-coreml.txt'}")
+    return 0 if ok and cm_ok else 1
 
 
 if __name__ == "__main__":
