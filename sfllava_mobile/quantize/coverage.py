@@ -38,9 +38,10 @@ def summary(rows: list[CoverageRow]) -> dict:
     """Counts and weighted bits per weight over all covered layers."""
     total = sum(_numel(r.shape) for r in rows)
     bits = sum(_numel(r.shape) * r.bits_per_weight for r in rows)
-    return {"layers": len(rows), "quantized": sum(r.scheme != "float" for r in rows),
-            "float": sum(r.scheme == "float" for r in rows),
-            "fallbacks": sum(bool(r.note) and r.scheme != "float" for r in rows),
+    # float = not quantized, whatever the storage ("float" in ExecuTorch, "fp16" in Core ML)
+    return {"layers": len(rows), "quantized": sum(r.bits is not None for r in rows),
+            "float": sum(r.bits is None for r in rows),
+            "fallbacks": sum(bool(r.note) and r.bits is not None for r in rows),
             "weights": total, "bits_per_weight": bits / total if total else 0.0}
 
 
