@@ -64,12 +64,14 @@ class CoreMLOptions:
 
 OPTIONS = {"executorch": ExecuTorchOptions, "coreml": CoreMLOptions}
 BACKENDS = tuple(OPTIONS)
+DEFAULT_RECIPE = {"executorch": "8da4w", "coreml": "int4"}
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     """What to export, for any backend. ``frames`` defaults to the model's; lengths default from
-    the token plan. ``options``: the backend's own options (default: that backend's defaults).
+    the token plan. ``quant`` defaults to the backend's recipe (8da4w / int4). ``options``: the
+    backend's own options (default: that backend's defaults).
 
     ``max_seq_len``: most rows one ``text_decoder`` call takes; the ExecuTorch runner prefills the
     whole video in one call, so it must be >= the visual token count (and >= the longest text
@@ -78,7 +80,7 @@ class ExportConfig:
     """
 
     backend: str = "executorch"
-    quant: str = "8da4w"
+    quant: str | None = None  # None: the backend's DEFAULT_RECIPE
     frames: int | None = None
     max_seq_len: int | None = None
     max_context_len: int | None = None
@@ -91,6 +93,8 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.backend not in OPTIONS:
             raise ConfigError(f"backend {self.backend!r} is not available; choose one of {BACKENDS}")
+        if self.quant is None:
+            object.__setattr__(self, "quant", DEFAULT_RECIPE[self.backend])
         recipes.get(self.quant, self.backend)
         if self.options is None:
             object.__setattr__(self, "options", OPTIONS[self.backend]())

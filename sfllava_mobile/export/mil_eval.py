@@ -56,9 +56,14 @@ def np_dtype(var) -> np.dtype | None:
 
 def load_program(pkg: str, spec=None):
     """The package's spec and its MIL program (every function), weights read from the package."""
-    spec = spec or ct.utils.load_spec(str(pkg))
-    wdir = os.path.join(pkg, "Data", "com.apple.CoreML", "weights")
-    return spec, _milproto.load(spec, spec.specificationVersion, wdir)
+    from sfllava_mobile.errors import SfllavaError
+
+    try:
+        spec = spec or ct.utils.load_spec(str(pkg))
+        wdir = os.path.join(pkg, "Data", "com.apple.CoreML", "weights")
+        return spec, _milproto.load(spec, spec.specificationVersion, wdir)
+    except Exception as e:  # coremltools raises bare RuntimeError/TypeError/protobuf errors deep inside
+        raise SfllavaError(f"{pkg}: not a readable Core ML package ({type(e).__name__}: {e})") from None
 
 
 # ----------------------------------------------------------------------------- numpy handlers

@@ -52,7 +52,7 @@ def test_cli_refuses_the_other_backends_flags(tiny15_dir, tmp_path, capsys):
     code = main(["-q", "export", "--checkpoint", str(tiny15_dir), "--backend", "coreml", "--attention", "generic",
                  "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "--attention is an option of the other backend, not of --backend coreml" in err
+    assert code == 2 and "--attention is an option of --backend executorch, not of --backend coreml" in err
     code = main(["-q", "export", "--checkpoint", str(tiny15_dir), "--prefill-chunk", "8", "--out", str(tmp_path / "o")])
-    assert code == 2 and "--prefill-chunk is an option of the other backend" in capsys.readouterr().err
+    assert code == 2 and "--prefill-chunk is an option of --backend coreml" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

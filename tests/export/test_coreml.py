@@ -67,21 +67,40 @@ def _weight_bin(bundle, package):
     return bundle / package / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
 
 
+def _largest_blob_span(data: bytes) -> tuple[int, int]:
+    """(start, end) of the bytes between the two blob headers farthest apart: weight data only
+    (each blob of weight.bin starts with a 64-byte header holding the 0xDEADBEEF sentinel)."""
+    marks = [i for i in range(0, len(data) - 3, 64) if data[i:i + 4] == b"\xef\xbe\xad\xde"] + [len(data)]
+    start, end = max(zip(marks, marks[1:]), key=lambda p: p[1] - p[0])
+    return start + 64, end
+
+
 @pytest.mark.parametrize("package,component", [("text_decoder.mlpackage", "text_decoder"),
                                                ("vision_encoder.mlpackage", "vision_encoder")])
 def test_parity_catches_corrupted_weights(exported_bundle, tmp_path, package, component):
-    """Overwrite part of a package's weight.bin (the int4 blocks) with noise: parity must fail."""
+    """Overwrite the middle of a package's largest int4 weight with noise: parity must fail."""
     e = exported_bundle("ours", "int4", "coreml")
     broken = tmp_path / "b"
     shutil.copytree(e.bundle, broken)
     path = _weight_bin(broken, package)
     data = bytearray(path.read_bytes())
-    rng = np.random.default_rng(0)
-    start = len(data) // 4
-    data[start:start + len(data) // 3] = rng.integers(0, 256, len(data) // 3, dtype=np.uint8).tobytes()
+    lo, hi = _largest_blob_span(bytes(data))
+    mid = (hi - lo) // 4
+    data[lo + mid:hi - mid] = np.random.default_rng(0).integers(0, 256, hi - lo - 2 * mid, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
     report = verify_bundle(broken, model=e.model, eager_programs=e.result.programs, cases=1, steps=4)
     assert not report["pass"] and not report["vs_eager_recipe"][component]["pass"]
+
+
+def test_unreadable_package_is_a_one_line_error(exported_bundle, tmp_path, capsys):
+    e = exported_bundle("ours", "int4", "coreml")
+    broken = tmp_path / "b"
+    shutil.copytree(e.bundle, broken)
+    _weight_bin(broken, "text_decoder.mlpackage").write_bytes(b"\0" * 64)
+    assert main(["-q", "verify", str(broken), "--cases", "1", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "text_decoder.mlpackage: not a readable Core ML package" in err
+    assert err.count("\n") == 1
 
 
 def test_options_are_validated_before_tracing(exported_bundle):
@@ -97,5 +116,5 @@ def test_options_are_validated_before_tracing(exported_bundle):
 def test_cli_refuses_the_other_backends_flags(tiny15_dir, tmp_path, capsys):
     code = main(["-q", "export", "--checkpoint", str(tiny15_dir), "--backend", "coreml", "--partitioner", "single",
                  "--out", str(tmp_path / "o")])
-    assert code == 2 and "executorch" in capsys.readouterr().err
+    assert code == 2 and "--partitioner is an option of --backend executorch" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
