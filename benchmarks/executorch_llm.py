@@ -74,9 +74,9 @@ def export_cost(ckpt: Path, out: Path, attention: str, frames: int, extra: tuple
     peak_kb = int(proc.stderr.strip().splitlines()[-1].split()[-1])
     manifest = json.loads((out / "manifest.json").read_text())
     return {"wall_s": round(wall, 1), "peak_rss_gb": round(peak_kb / 2**20, 2),
-            "stages_s": manifest["export"]["timings_s"], "pte_mb": round(manifest["size"]["pte_bytes"] / 1e6, 1),
+            "stages_s": manifest["export"]["timings_s"], "pte_mb": round(manifest["size"]["total_bytes"] / 1e6, 1),
             "floor_mb": round(manifest["size"]["floor_bytes"] / 1e6, 1), "ratio_to_floor": manifest["size"]["ratio_to_floor"],
-            "delegate_calls": {k: v["delegate_calls"] for k, v in manifest["delegation"].items()}}
+            "delegate_calls": {k: v["delegate_calls"] for k, v in manifest["executorch"]["delegation"].items()}}
 
 
 def bytes_per_token(manifest: dict, position: int) -> float:
@@ -124,7 +124,7 @@ def main() -> None:
         pos = b["engines"]["pte"]["prompt_tokens"] + a.steps // 2
         bpt = bytes_per_token(manifest, pos)
         floor = result["read_bandwidth_gbs"] * 1e9 / bpt
-        result["runs"][attention] = {"export": cost, "bench": b["engines"], "pte_vs_eager": b.get("pte_vs_eager"),
+        result["runs"][attention] = {"export": cost, "bench": b["engines"], "pte_vs_eager": b.get("artifact_vs_eager"),
                                      "decode_bytes_per_token_mb": round(bpt / 1e6, 1),
                                      "decode_floor_tokens_per_second": round(floor, 1),
                                      "decode_fraction_of_floor": round(b["engines"]["pte"]["decode_tokens_per_second"] / floor, 3)}

@@ -1,4 +1,5 @@
-"""Peak RSS and wall time per stage of ``sfllava-mobile export --quant 8da4w`` with verify on, at
+"""Peak RSS and wall time per stage of ``sfllava-mobile export`` (ExecuTorch 8da4w or, with
+``--backend coreml``, Core ML int4) with verify on, at
 real shapes, random bf16 weights written as sharded safetensors, under a memory watchdog.
 
 Shapes (``--shape``, repeatable):
@@ -183,11 +184,13 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--limit-gb", type=float, default=21.0)
     ap.add_argument("--workdir", default="/tmp/sfllava-mem")
-    ap.add_argument("--quant", default="8da4w")
+    ap.add_argument("--backend", default="executorch", choices=["executorch", "coreml"])
+    ap.add_argument("--quant", help="default: 8da4w (executorch), int4 (coreml)")
     ap.add_argument("--parity", default="--cases 1 --steps 4 --teacher-tokens 32",
                     help="parity options passed to export")
     ap.add_argument("--out", help="append one JSON line per shape here")
     a = ap.parse_args()
+    a.quant = a.quant or {"executorch": "8da4w", "coreml": "int4"}[a.backend]
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
     for shape in a.shape:
@@ -195,22 +198,31 @@ def main() -> None:
         t0 = time.perf_counter()
         ckpt = write_random_checkpoint(preset, layout, overrides, work / f"ckpt-{shape}")
         built = time.perf_counter() - t0
-        bundle = work / f"bundle-{shape}"
-        cmd = [sys.executable, "-m", "sfllava_mobile.cli", "export", "--checkpoint", str(ckpt), "--quant", a.quant,
+        bundle = work / f"bundle-{a.backend}-{shape}"
+        cmd = [sys.executable, "-m", "sfllava_mobile.cli", "export", "--checkpoint", str(ckpt), "--backend", a.backend,
+               "--quant", a.quant,
                "--frames", str(a.frames), "--out", str(bundle), "--overwrite", *a.parity.split()]
-        log_path = work / f"export-{shape}.log"
+        log_path = work / f"export-{a.backend}-{shape}.log"
         res = run_watched(cmd, a.limit_gb, log_path)
         text = log_path.read_text()
         stages = [{"stage": m.group(1), "s": float(m.group(2)), "peak_rss_gb": float(m.group(3))}
                   for m in _STAGE.finditer(text)]
-        result = {"shape": shape, "preset": preset, "layout": layout, "frames": a.frames, "quant": a.quant,
+        result = {"shape": shape, "backend": a.backend, "preset": preset, "layout": layout, "frames": a.frames,
+                  "quant": a.quant,
                   "checkpoint_gb": round(sum(f.stat().st_size for f in ckpt.rglob("*.safetensors")) / 1e9, 2),
                   "checkpoint_build_s": round(built, 1), **res, "stages": stages,
                   "machine_mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
         if res["exit_code"] in (0, 1) and (bundle / "manifest.json").is_file():
             m = json.loads((bundle / "manifest.json").read_text())
-            result.update(pte_mb=round(m["size"]["pte_bytes"] / 1e6, 1), visual_tokens=m["visual_tokens"],
-                          parity_pass=m.get("parity", {}).get("pass"), reference_dtype=m.get("parity", {}).get("reference_dtype"))
+            result.update(artifact_mb=round(m["size"]["total_bytes"] / 1e6, 1), floor_mb=round(m["size"]["floor_bytes"] / 1e6, 1),
+                          visual_tokens=m["visual_tokens"], parity_pass=m.get("parity", {}).get("pass"),
+                          reference_dtype=m.get("parity", {}).get("reference_dtype"))
+            if m.get("coreml"):
+                cm = m["coreml"]
+                result.update(weight_bin_mb=round(sum(cm["weight_bin_bytes"].values()) / 1e6, 1),
+                              mil_ops={k: sum(v.values()) for k, v in cm["mil_ops"].items()},
+                              int4_ops=sum(v.get("constexpr_blockwise_shift_scale", 0) for v in cm["mil_ops"].values()),
+                              states=len(cm["states"]), slowfast_pool_ops=cm["slowfast_pool_ops"])
         else:
             result["log_tail"] = text.strip().splitlines()[-3:]
         print(json.dumps(result), flush=True)

@@ -30,7 +30,7 @@ def _summary(rep: dict) -> dict:
            for sec in ("vs_eager_recipe", "vs_float", "eager_vs_float") if sec in rep}
     out["failures"] = {f"{sec}.{k}": v["failures"] for sec in ("vs_eager_recipe", "vs_float") if sec in rep
                        for k, v in rep[sec].items() if v["failures"]}
-    out["runner_tokens_equal"] = rep["runner"]["text_equal"]
+    out["runner_tokens_equal"] = rep["checks"]["runner"]["text_equal"]
     out["pass"] = rep["pass"]
     return out
 
@@ -40,7 +40,7 @@ def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, bre
 
     from sfllava_mobile import load
     from sfllava_mobile.export.config import ExportConfig
-    from sfllava_mobile.export.executorch import export
+    from sfllava_mobile.export import export
     from sfllava_mobile.export.parity import verify_bundle
 
     ckpt = make_smollm2_checkpoint(work / "smollm2-ckpt")
@@ -54,7 +54,7 @@ def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, bre
                          teacher_tokens=teacher_tokens)
     out = {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized) + tiny random ViT", "recipe": quant,
            "teacher_tokens": teacher_tokens, "cases": cases, "steps": steps, "export_s": round(export_s, 1),
-           "pte_mb": round(result.manifest["size"]["pte_bytes"] / 1e6, 1), "correct_export": _summary(good)}
+           "pte_mb": round(result.manifest.size.total_bytes / 1e6, 1), "correct_export": _summary(good)}
     if break_scale:
         broken_model = load(ckpt)
         with torch.no_grad():

@@ -1,8 +1,10 @@
 """Latency and memory of an exported bundle on this machine's runtimes, next to eager PyTorch fp32.
 
 Each engine runs in its own subprocess so that its peak RSS is its own:
-- ``pte``: the ``.pte`` through ``executorch.runtime`` (methods called step by step);
-- ``runner``: the same ``.pte`` through the C++ ``MultimodalRunner`` the phone apps embed;
+- the artifact through its backend's driver, the same call sequence parity drives: ``pte`` (the
+  ``.pte`` through ``executorch.runtime``) or ``coreml`` (the packages' MIL programs evaluated with
+  numpy on Linux: the program's semantics at numpy speed, not Core ML's latency);
+- ``runner``: an ExecuTorch ``.pte`` through the C++ ``MultimodalRunner`` the phone apps embed;
 - ``eager``: the float reference (transformers modules, KV cache) from the bundle's source checkpoint.
 Stages: video decode + sampling, preprocessing, vision encoder, prefill (tokens/s), decode
 (tokens/s), time to first token, peak RSS. Decode runs a fixed number of steps (EOS ignored),
@@ -23,7 +25,6 @@ import torch
 
 from .errors import SfllavaError
 
-ENGINES = ("pte", "runner", "eager")
 
 
 def _peak_rss_mb() -> float:
@@ -38,135 +39,115 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _prompt(model_or_tok, manifest: dict, question: str) -> tuple[list[int], list[int]]:
-    from .tokenizer import Tokenizer
-
-    tok = model_or_tok if isinstance(model_or_tok, Tokenizer) else model_or_tok.tokenizer
-    p = manifest["prompt"]
-    before = ([] if p["bos_id"] is None else [p["bos_id"]]) + tok.encode(p["text_before_video"])
-    after = tok.encode(p["text_after_video"].replace("{question}", question))
+def _prompt(tok, manifest, question: str) -> tuple[list[int], list[int]]:
+    p = manifest.prompt
+    before = ([] if p.bos_id is None else [p.bos_id]) + tok.encode(p.text_before_video)
+    after = tok.encode(p.text_after_video.replace(p.question_placeholder, question))
     return before, after
 
 
-def _clip(video: str, manifest: dict, timings: dict) -> torch.Tensor:
+def _clip(video: str, manifest, timings: dict) -> torch.Tensor:
     from .video import read_clip
 
-    v = manifest["video"]
+    v = manifest.video
     t0 = time.perf_counter()
-    clip = read_clip(video, v["frames"], "uniform", resize_to=(v["frame_height"], v["frame_width"]))
+    clip = read_clip(video, v.frames, v.sampling_rule, resize_to=(v.frame_height, v.frame_width))
     timings["decode_video_s"] = time.perf_counter() - t0
     return clip.frames
 
 
-def _loop(embed, decode, vision_rows, before, after, steps):
-    """Prefill text / video / text, then ``steps`` greedy steps; returns timings."""
+def _drive(driver, image, frames, before, after, steps, t: dict) -> None:
+    """The same prompt and greedy sequence parity records (``parity.prefill`` / ``parity.greedy``),
+    timed per stage; decode runs ``steps`` steps whatever the tokens (EOS ignored: equal work)."""
+    from .export.parity import greedy, prefill
+
     t0 = time.perf_counter()
-    pos = 0
-    logits = None
-    for chunk in (embed(before), vision_rows, embed(after)):
-        logits = decode(chunk, pos)
-        pos += chunk.shape[1]
+    rows = driver.vision(image, frames)
+    t["vision_encoder_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pos, logits = prefill(driver, before, rows, after)
     t1 = time.perf_counter()
-    for _ in range(steps):
-        tok = int(logits.reshape(-1).argmax())
-        logits = decode(embed([tok]), pos)
-        pos += 1
+    greedy(driver, logits, pos, steps + 1)
     t2 = time.perf_counter()
-    return {"prompt_tokens": pos - steps, "prefill_s": t1 - t0, "decode_s": t2 - t1,
-            "prefill_tokens_per_second": (pos - steps) / (t1 - t0), "decode_tokens_per_second": steps / (t2 - t1)}
+    t.update({"prompt_tokens": pos, "prefill_s": t1 - t0, "decode_s": t2 - t1,
+              "prefill_tokens_per_second": pos / (t1 - t0), "decode_tokens_per_second": steps / (t2 - t1)})
 
 
 @torch.inference_mode()
 def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str) -> dict:
     """One engine's stage timings (called inside the worker subprocess)."""
     from . import bundle as bundle_mod
+    from .export import backend as backends
+    from .export.programs import tall_image
+    from .tokenizer import Tokenizer
 
     manifest = bundle_mod.read_manifest(bundle)
     t: dict[str, float] = {}
     frames = _clip(video, manifest, t)
+    before, after = _prompt(Tokenizer.from_folder(bundle), manifest, question)
     if engine == "eager":
         from .checkpoint import load
         from .export.parity import ReferenceDriver
-        from .video import normalize
 
-        model = load(manifest["export"]["source"], dtype="float32", **manifest["export"].get("overrides", {}))
+        model = load(manifest.export.source, dtype="float32", **manifest.export.overrides)
         d = ReferenceDriver(model)
         d.reset()
-        v = model.config.vision
-        t0 = time.perf_counter()
-        pixels = normalize(frames, v.image_mean, v.image_std)
-        t["preprocess_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rows = model.embed_video(pixels).unsqueeze(0)
-        t["vision_encoder_s"] = time.perf_counter() - t0
-        before, after = _prompt(model, manifest, question)
-        t.update(_loop(d.embed, d.decode, rows, before, after, steps))
-    elif engine == "pte":
-        from .export.parity import PteDriver
-        from .export.programs import tall_image
-        from .tokenizer import Tokenizer
+        _drive(d, None, frames, before, after, steps, t)
+    elif engine == "runner":
+        if manifest.backend != "executorch":
+            raise SfllavaError(f"engine runner needs an ExecuTorch bundle, not {manifest.backend}")
+        from .export.executorch_runtime import runner_timings
 
         t0 = time.perf_counter()
-        d = PteDriver(bundle / manifest["artifacts"]["program"])
+        image = tall_image(frames)[0]
+        t["preprocess_s"] = time.perf_counter() - t0
+        t.update(runner_timings(bundle, manifest, before, image, after, steps))
+    elif engine == artifact_engine(manifest.backend):
+        t0 = time.perf_counter()
+        d = backends.get(manifest.backend).driver(bundle, manifest)
         t["load_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         image = tall_image(frames)
         t["preprocess_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rows = d.vision(image, frames)
-        t["vision_encoder_s"] = time.perf_counter() - t0
-        before, after = _prompt(Tokenizer.from_folder(bundle), manifest, question)
-        t.update(_loop(d.embed, d.decode, rows, before, after, steps))
-    elif engine == "runner":
-        from executorch.extension.llm.runner import (GenerationConfig, MultimodalRunner, make_image_input,
-                                                     make_token_input)
-
-        from .export.executorch_attention import register_ops
-        from .export.native_io import native_quiet, stdout_to_stderr
-        from .export.programs import tall_image
-        from .tokenizer import Tokenizer
-
-        register_ops()
-        before, after = _prompt(Tokenizer.from_folder(bundle), manifest, question)
-        t0 = time.perf_counter()
-        image = tall_image(frames)[0]
-        t["preprocess_s"] = time.perf_counter() - t0
-        import tempfile
-
-        from .export.parity import _raw_piece_tokenizer
-
-        stats = []
-        # Raw-piece tokenizer: random-weight answers are often invalid UTF-8 (see parity.py).
-        with native_quiet(), stdout_to_stderr(), tempfile.TemporaryDirectory() as tmpdir:
-            tokenizer = _raw_piece_tokenizer(bundle / "tokenizer.json", Path(tmpdir))
-            runner = MultimodalRunner(str(bundle / manifest["artifacts"]["program"]), str(tokenizer))
-            inputs = [make_token_input(before), make_image_input(image), make_token_input(after)]
-            t0 = time.perf_counter()
-            runner.generate(inputs, GenerationConfig(max_new_tokens=steps + 1, temperature=0.0, echo=False),
-                            lambda piece: None, stats.append)
-            wall = time.perf_counter() - t0
-        s = stats[0]
-        prefill = (s.prompt_eval_end_ms - s.inference_start_ms) / 1000
-        decode = (s.inference_end_ms - s.prompt_eval_end_ms) / 1000
-        t.update({"prompt_tokens": s.num_prompt_tokens, "prefill_s": prefill, "decode_s": decode,
-                  "generated_tokens": s.num_generated_tokens, "wall_s": wall,
-                  "prefill_tokens_per_second": s.num_prompt_tokens / prefill if prefill else 0.0,
-                  "decode_tokens_per_second": s.num_generated_tokens / decode if decode else 0.0,
-                  "note": "prefill_s includes vision_encoder (the runner times them together); decode stops at EOS"})
+        _drive(d, image, frames, before, after, steps, t)
     else:
-        raise SfllavaError(f"unknown engine {engine!r}")
+        raise SfllavaError(f"unknown engine {engine!r} for a {manifest.backend} bundle; choose from "
+                           f"{', '.join(engines_for(manifest.backend))}")
     t["time_to_first_token_s"] = t.get("preprocess_s", 0) + t.get("vision_encoder_s", 0) + t["prefill_s"]
     t["peak_rss_mb"] = _peak_rss_mb()
     return t
 
 
-def bench(bundle: str | Path, video: str | Path, steps: int = 32, engines: tuple[str, ...] = ENGINES,
+def artifact_engine(backend: str) -> str:
+    return {"executorch": "pte", "coreml": "coreml"}[backend]
+
+
+def engine_note(engine: str) -> str:
+    """What an engine's seconds mean on this host (a Core ML number off a Mac is not a latency)."""
+    if engine == "coreml":
+        return ("Core ML predict on this Mac: real latency" if sys.platform == "darwin" else
+                "numpy evaluation of the MIL programs: the parity run's timing, not Core ML latency")
+    return {"pte": "ExecuTorch runtime (XNNPACK) on this host's CPU", "runner": "ExecuTorch C++ MultimodalRunner",
+            "eager": "PyTorch fp32 reference"}[engine]
+
+
+def engines_for(backend: str) -> tuple[str, ...]:
+    """Engines that can run a bundle of ``backend`` on this host."""
+    return ("pte", "runner", "eager") if backend == "executorch" else (artifact_engine(backend), "eager")
+
+
+def bench(bundle: str | Path, video: str | Path, steps: int = 32, engines: tuple[str, ...] | None = None,
           question: str = "What is moving in the video?") -> dict:
-    """Run every engine in its own process on the same clip; JSON-ready result with pte/eager ratios."""
+    """Run every engine in its own process on the same clip; JSON-ready result with artifact/eager ratios."""
     from . import bundle as bundle_mod
 
     bundle = Path(bundle)
     manifest = bundle_mod.read_manifest(bundle)
+    engines = engines or engines_for(manifest.backend)
+    for e in engines:
+        if e not in engines_for(manifest.backend):
+            raise SfllavaError(f"engine {e!r} cannot run a {manifest.backend} bundle; choose from "
+                               f"{', '.join(engines_for(manifest.backend))}")
     if not Path(video).is_file():
         raise SfllavaError(f"no such video file: {video}")
     results = {}
@@ -177,13 +158,15 @@ def bench(bundle: str | Path, video: str | Path, steps: int = 32, engines: tuple
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise SfllavaError(f"bench engine {engine} failed: {tail}")
         results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-    out = {"bundle": str(bundle), "video": str(video), "steps": steps, "threads": torch.get_num_threads(),
-           "model": manifest["model"]["name"], "recipe": manifest["quantization"]["recipe"],
-           "frames": manifest["video"]["frames"], "visual_tokens": manifest["visual_tokens"],
-           "pte_bytes": manifest["size"]["pte_bytes"], "engines": results}
-    if "pte" in results and "eager" in results:
-        p, e = results["pte"], results["eager"]
-        out["pte_vs_eager"] = {k: (p[k] / e[k] if e.get(k) else None) for k in (
+    art = artifact_engine(manifest.backend)
+    out = {"bundle": str(bundle), "backend": manifest.backend, "video": str(video), "steps": steps,
+           "threads": torch.get_num_threads(), "model": manifest.model.name, "recipe": manifest.quantization.recipe,
+           "frames": manifest.video.frames, "visual_tokens": manifest.visual_tokens,
+           "artifact_bytes": manifest.size.total_bytes, "engines": results,
+           "engine_notes": {e: engine_note(e) for e in results}}
+    if art in results and "eager" in results:
+        p, e = results[art], results["eager"]
+        out["artifact_vs_eager"] = {k: (p[k] / e[k] if e.get(k) else None) for k in (
             "vision_encoder_s", "prefill_tokens_per_second", "decode_tokens_per_second", "time_to_first_token_s",
             "peak_rss_mb")}
     return out
@@ -233,8 +216,9 @@ def format_bench(r: dict) -> str:
         lines.append(f"{k:28s}" + "".join(
             f"{r['engines'][e][k]:12.3f}" if isinstance(r["engines"][e].get(k), (int, float)) else f"{'-':>12s}"
             for e in r["engines"]))
-    if "pte_vs_eager" in r:
-        lines.append("pte / eager: " + ", ".join(f"{k} x{v:.2f}" for k, v in r["pte_vs_eager"].items() if v))
+    lines += [f"  {e}: {note}" for e, note in r.get("engine_notes", {}).items()]
+    if "artifact_vs_eager" in r:
+        lines.append("artifact / eager: " + ", ".join(f"{k} x{v:.2f}" for k, v in r["artifact_vs_eager"].items() if v))
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 """The on-device bundle: ``manifest.json`` (versioned), ``tokenizer.json``, artifacts, ``golden.json``.
 
+The models and the JSON Schema are in :mod:`sfllava_mobile.manifest`; this module fills them in.
 The manifest carries everything an app needs besides the artifacts: frame count and size, the
 sampling rule, normalization, slowfast config and visual token count, the prompt template and
 special ids, method names and their I/O, the quantization recipe and coverage, and (after
@@ -20,12 +21,12 @@ import torch
 
 from . import __version__
 from .config import ModelConfig
-from .errors import SfllavaError
+from .manifest import (SCHEMA_VERSION, Golden, Manifest, ModelInfo, Normalization, Prompt, SlowFast, TokenCounts,
+                       Video, read_golden, read_manifest)
 from .ops import slowfast_token_counts
 from .prompt import IMAGE_PLACEHOLDER, render
 from .video import normalize, resize_frames, sample_frame_indices
 
-SCHEMA_VERSION = 1
 GOLDEN_QUESTION = "What is moving in the video?"
 GOLDEN_TOTALS = (1, 7, 50, 128, 301, 1800)
 
@@ -38,49 +39,43 @@ def pattern_frame(height: int, width: int) -> torch.Tensor:
     return ((37 * x + 91 * y + 53 * c) % 256).to(torch.uint8)
 
 
-def video_section(cfg: ModelConfig, frames: int) -> dict:
+def video_section(cfg: ModelConfig, frames: int) -> Video:
     h, w = cfg.vision.image_size
-    return {
-        "frames": frames, "frame_height": h, "frame_width": w,
-        "sampling_rule": "uniform",
-        "sampling_formula": "index_i = ((2*i + 1) * total_frames) // (2 * frames), integer arithmetic",
-        "resize": "squash to frame_height x frame_width; bilinear, half-pixel centres, no antialias, float32, "
-                  "round half to even, clamp to [0, 255]",
-        "normalization": {"mean": list(cfg.vision.image_mean), "std": list(cfg.vision.image_std),
-                          "formula": "(x / 255 - mean) / std", "in_graph": True},
-        "encoder_input": {"dtype": "uint8", "shape": [1, 3, frames * h, w], "layout": "tall_image",
-                          "description": "the T resized RGB frames, channel-planar, stacked along height "
-                                         "(frame t occupies rows t*H .. t*H+H-1)"},
-    }
+    return Video(
+        frames=frames, frame_height=h, frame_width=w, sampling_rule="uniform",
+        sampling_formula="index_i = ((2*i + 1) * total_frames) // (2 * frames), integer arithmetic",
+        resize="squash to frame_height x frame_width; bilinear, half-pixel centres, no antialias, float32, "
+               "round half to even, clamp to [0, 255]",
+        normalization=Normalization(mean=list(cfg.vision.image_mean), std=list(cfg.vision.image_std),
+                                    formula="(x / 255 - mean) / std", in_graph=True))
 
 
-def prompt_section(cfg: ModelConfig, tokenizer) -> dict:
+def prompt_section(cfg: ModelConfig) -> Prompt:
     before, after = render(cfg.prompt, "{question}").split(IMAGE_PLACEHOLDER)
-    return {"template": cfg.prompt.template, "text_before_video": before, "text_after_video": after,
-            "question_placeholder": "{question}", "system": cfg.prompt.system,
-            "answer_prefix": cfg.prompt.answer_prefix, "bos_id": cfg.text.bos_id, "eos_ids": list(cfg.text.eos_ids),
-            "tokenize": "encode text_before_video and text_after_video (question substituted) separately, no "
-                        "special tokens added; prepend bos_id when not null; the video rows go between them"}
+    return Prompt(template=cfg.prompt.template, text_before_video=before, text_after_video=after,
+                  question_placeholder="{question}", system=cfg.prompt.system,
+                  answer_prefix=cfg.prompt.answer_prefix, bos_id=cfg.text.bos_id, eos_ids=list(cfg.text.eos_ids),
+                  tokenize="encode text_before_video and text_after_video (question substituted) separately, no "
+                           "special tokens added; prepend bos_id when not null; the video rows go between them")
 
 
-def base_manifest(cfg: ModelConfig, frames: int, tokenizer, backend: str, extra: dict[str, Any]) -> dict:
+def shared_sections(cfg: ModelConfig, frames: int) -> dict[str, Any]:
+    """The manifest fields every backend's bundle has the same way."""
     counts = slowfast_token_counts(cfg.slowfast, frames, cfg.vision.grid)
     return {
-        "schema_version": SCHEMA_VERSION, "toolkit_version": __version__, "backend": backend,
+        "schema_version": SCHEMA_VERSION, "toolkit_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"name": cfg.name, "family": cfg.family, "inferred_fields": list(cfg.inferred),
-                  "config": cfg.to_dict()},
+        "model": ModelInfo(name=cfg.name, family=cfg.family, inferred_fields=list(cfg.inferred), config=cfg.to_dict()),
         "video": video_section(cfg, frames),
-        "slowfast": {"config": cfg.to_dict()["slowfast"], "token_counts": counts},
+        "slowfast": SlowFast(config=cfg.to_dict()["slowfast"], token_counts=TokenCounts(**counts)),
         "visual_tokens": counts["total"],
-        "prompt": prompt_section(cfg, tokenizer),
-        **extra,
+        "prompt": prompt_section(cfg),
     }
 
 
-def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int]) -> dict:
+def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], engine: str) -> Golden:
     """Vectors the app ports check against (see module docstring). ``greedy_tokens``: the exported
-    program's answer to ``GOLDEN_QUESTION`` on ``synthetic_frames(frames, 96, 128)``."""
+    artifact's answer to ``GOLDEN_QUESTION`` on ``synthetic_frames(frames, 96, 128)``, run by ``engine``."""
     from .prompt import build_input_ids
 
     src = pattern_frame(12, 20)
@@ -89,10 +84,11 @@ def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int]) -
     norm = normalize(full, cfg.vision.image_mean, cfg.vision.image_std)
     ids = build_input_ids(tokenizer, cfg.prompt, cfg.text, GOLDEN_QUESTION)
     k = ids.index(-200)
-    return {
+    return Golden.model_validate({
+        "schema_version": SCHEMA_VERSION,
         "frame_indices": {"frames": frames, "rule": "uniform",
                           "cases": {str(t): sample_frame_indices(t, frames, "uniform") for t in GOLDEN_TOTALS}},
-        "frame_indices_segment_midpoint": {"frames": 50, "cases": {
+        "frame_indices_segment_midpoint": {"frames": 50, "rule": "segment_midpoint", "cases": {
             str(t): sample_frame_indices(t, 50, "segment_midpoint") for t in GOLDEN_TOTALS}},
         "pattern_frame": {"formula": "(37*x + 91*y + 53*c) % 256", "height": 12, "width": 20},
         "resize_small": {"to": [7, 9], "uint8_hwc": small.flatten().tolist()},
@@ -101,23 +97,17 @@ def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int]) -
         "normalized_model": {"sum": float(norm.sum()), "first_values_chw": norm.flatten()[:16].tolist()},
         "prompt": {"question": GOLDEN_QUESTION, "ids_before_video": ids[:k], "ids_after_video": ids[k + 1:]},
         "greedy": {"question": GOLDEN_QUESTION, "clip": "synthetic_frames(frames, 96, 128) of sfllava_mobile.synthetic, "
-                   "resized to the model's frame size", "clip_frames": frames, "engine": "the exported program "
-                   "(executorch.runtime, XNNPACK on this host)", "max_new_tokens": 8, "tokens": greedy_tokens},
-    }
+                   "resized to the model's frame size", "clip_frames": frames, "engine": engine, "max_new_tokens": 8,
+                   "tokens": greedy_tokens},
+    })
 
 
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def read_manifest(bundle: str | Path) -> dict:
-    path = Path(bundle) / "manifest.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SfllavaError(f"{bundle} is not a bundle: no manifest.json") from None
-    except ValueError as e:
-        raise SfllavaError(f"cannot parse {path}: {e}") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise SfllavaError(f"{path} has schema_version {data.get('schema_version')!r}; this toolkit reads {SCHEMA_VERSION}")
-    return data
+def artifact_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a package folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

@@ -82,19 +82,42 @@ def _cmd_plan(a) -> int:
     return 0
 
 
+_ET_FLAGS = {"attention": "--attention", "partitioner": "--partitioner", "no_rewrites": "--no-rewrites"}
+_COREML_FLAGS = {"deployment_target": "--deployment-target", "compute_precision": "--compute-precision",
+                 "prefill_chunk": "--prefill-chunk"}
+
+
+def _backend_options(a):
+    """The backend's options from the flags; a flag of the other backend is an error, not ignored."""
+    from .export.config import CoreMLOptions, ExecuTorchOptions
+
+    mine, theirs = (_ET_FLAGS, _COREML_FLAGS) if a.backend == "executorch" else (_COREML_FLAGS, _ET_FLAGS)
+    wrong = [flag for key, flag in theirs.items() if getattr(a, key) not in (None, False)]
+    if wrong:
+        other = "coreml" if a.backend == "executorch" else "executorch"
+        raise SfllavaError(f"{' and '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} "
+                           f"{'an option' if len(wrong) == 1 else 'options'} of --backend {other}, "
+                           f"not of --backend {a.backend}")
+    given = {key: getattr(a, key) for key in mine if getattr(a, key) not in (None, False)}
+    if a.backend == "executorch":
+        return ExecuTorchOptions(**{k: v for k, v in given.items() if k != "no_rewrites"},
+                                 **({"rewrites": False} if given.get("no_rewrites") else {}))
+    renamed = {"minimum_deployment_target" if k == "deployment_target" else k: v for k, v in given.items()}
+    return CoreMLOptions(**renamed)
+
+
 def _cmd_export(a) -> int:
     import warnings
 
     from . import checkpoint
+    from .export import export
     from .export.config import ExportConfig
-    from .export.executorch import export
     from .export.parity import format_report, verify_bundle
     from .log import stage
 
-    cfg = ExportConfig(backend=a.backend, quant=a.quant, frames=a.frames, max_seq_len=a.max_seq_len,
-                       max_context_len=a.max_context_len, attention=a.attention, overwrite=a.overwrite,
-                       partitioner=a.partitioner, rewrites=not a.no_rewrites,
-                       verify=not a.no_verify)
+    cfg = ExportConfig(backend=a.backend, quant=a.quant, frames=a.frames,
+                       max_seq_len=a.max_seq_len, max_context_len=a.max_context_len, overwrite=a.overwrite,
+                       verify=not a.no_verify, options=_backend_options(a))
     overrides = _overrides(a.set)
     with stage("load"):
         model = checkpoint.load(a.checkpoint, vision_tower_path=a.vision_tower, allow_pickle=a.allow_pickle, **overrides)
@@ -113,7 +136,7 @@ def _cmd_export(a) -> int:
             report = verify_bundle(result.bundle, cases=a.cases, steps=a.steps, teacher_tokens=a.teacher_tokens,
                                    reference_dtype=a.reference_dtype)
     print(format_report(report))
-    print(f"wrote {result.bundle}: {result.manifest['size']['pte_bytes'] / 1e6:.2f} MB program, parity "
+    print(f"wrote {result.bundle}: {result.manifest.size.total_bytes / 1e6:.2f} MB of artifacts, parity "
           f"{'PASS' if report['pass'] else 'FAIL'}")
     return 0 if report["pass"] else 1
 
@@ -134,7 +157,7 @@ def _cmd_verify(a) -> int:
 def _cmd_bench(a) -> int:
     from .bench import bench, format_bench, plot
 
-    result = bench(a.bundle, a.video, steps=a.steps, engines=tuple(a.engines.split(",")))
+    result = bench(a.bundle, a.video, steps=a.steps, engines=tuple(a.engines.split(",")) if a.engines else None)
     if a.plot:
         result["plot"] = str(plot(result, a.plot))
     if a.json:
@@ -217,20 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a checkpoint to an on-device bundle, then check parity",
                        description="Export any supported checkpoint (our layout, the LLaVA repo's / SF-LLaVA v1 with "
                                    "its CLIP folder, transformers llava / llava_next / llava_onevision) to an "
-                                   "ExecuTorch bundle, then check parity. Weights load in their stored dtype and are "
+                                   "ExecuTorch or Core ML bundle, then check parity. Weights load in their stored dtype and are "
                                    "quantized in place; measured peaks with verify on: 0.5B 3.4 GB, 7B (bf16) 17.2 GB; see "
                                    "README 'What exports, and the memory it takes'.")
     ckpt_args(s)
     s.add_argument("--allow-pickle", action="store_true")
-    s.add_argument("--backend", default="executorch", choices=["executorch"])
-    s.add_argument("--quant", default="8da4w", help="recipe: none, 8da4w, 8da4w-v8, 8da4w-e8")
+    s.add_argument("--backend", default="executorch", choices=["executorch", "coreml"])
+    s.add_argument("--quant", help="recipe; ExecuTorch: none, 8da4w (default), 8da4w-v8, 8da4w-e8; "
+                                   "Core ML: none (fp16), int4 (default)")
     s.add_argument("--frames", type=int, help="frames per clip baked into the program (default: the model's)")
     s.add_argument("--max-seq-len", type=int)
     s.add_argument("--max-context-len", type=int)
-    s.add_argument("--attention", default="custom", choices=["custom", "generic"])
-    s.add_argument("--partitioner", default="single", choices=["single", "two_pass_per_op"],
-                   help="XNNPACK partitioning (two_pass_per_op: upstream llava's, for comparison)")
-    s.add_argument("--no-rewrites", action="store_true", help="skip the XNNPACK-friendly norm/attention rewrites")
+    g = s.add_argument_group("ExecuTorch options")
+    g.add_argument("--attention", choices=["custom", "generic"], help="KV-cache attention (default custom)")
+    g.add_argument("--partitioner", choices=["single", "two_pass_per_op"],
+                   help="XNNPACK partitioning (default single; two_pass_per_op: upstream llava's, for comparison)")
+    g.add_argument("--no-rewrites", action="store_true", help="skip the XNNPACK-friendly norm/attention rewrites")
+    g = s.add_argument_group("Core ML options")
+    g.add_argument("--deployment-target", help="minimum_deployment_target (default iOS18)")
+    g.add_argument("--compute-precision", choices=["float16", "float32"], help="default float16")
+    g.add_argument("--prefill-chunk", type=int, help="rows per prefill call of the decoder package (default 64)")
     s.add_argument("--out", required=True)
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")
@@ -249,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bundle")
     s.add_argument("--video", required=True)
     s.add_argument("--steps", type=int, default=32, help="decode steps (EOS ignored)")
-    s.add_argument("--engines", default="pte,runner,eager", help="comma list of pte, runner, eager")
+    s.add_argument("--engines", help="comma list; ExecuTorch bundles: pte, runner, eager (default all); "
+                                     "Core ML bundles: coreml, eager")
     s.add_argument("--plot", help="write a PNG chart here")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_cmd_bench)

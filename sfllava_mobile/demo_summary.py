@@ -9,27 +9,39 @@ from pathlib import Path
 
 def main(folder: str) -> int:
     d = Path(folder)
-    manifest = json.loads((d / "bundle-8da4w" / "manifest.json").read_text())
+    from .manifest import read_manifest
+
+    m = read_manifest(d / "bundle-8da4w")
     bench = json.loads((d / "bench.json").read_text())
-    par = manifest.get("parity", {})
+    par = m.parity
     pte, eager = bench["engines"]["pte"], bench["engines"]["eager"]
     print("\n=== sfllava-mobile demo summary ===")
     print(f"checkpoint      {d / 'tiny-ckpt'} (tiny random SF-LLaVA-1.5-shaped model)")
-    print(f"bundle          {d / 'bundle-8da4w'}: model.pte {manifest['size']['pte_bytes'] / 1e3:.0f} kB "
-          f"({manifest['size']['ratio_to_floor']}x the 4-bit floor), {manifest['visual_tokens']} visual tokens "
-          f"from {manifest['video']['frames']} frames")
-    print(f"quantization    {manifest['quantization']['recipe']}: {manifest['quantization']['summary']['quantized']} of "
-          f"{manifest['quantization']['summary']['layers']} layers quantized, "
-          f"{manifest['quantization']['summary']['bits_per_weight']:.2f} bits/weight over all covered layers "
+    q = m.quantization
+    print(f"bundle          {d / 'bundle-8da4w'}: model.pte {m.size.total_bytes / 1e3:.0f} kB "
+          f"({m.size.ratio_to_floor}x the 4-bit floor), {m.visual_tokens} visual tokens from {m.video.frames} frames")
+    print(f"quantization    {q.recipe}: {q.summary.quantized} of {q.summary.layers} layers quantized, "
+          f"{q.summary.bits_per_weight:.2f} bits/weight over all covered layers "
           f"(the float patch convolution and position table dominate at this size)")
-    print(f"parity          {'PASS' if par.get('pass') else 'FAIL'} (runtime vs eager recipe and float; C++ runner tokens "
-          f"equal: {par.get('runner_tokens_equal')}); details in {d / 'verify.txt'}")
+    ok = bool(par and par.passed)
+    print(f"parity          {'PASS' if ok else 'FAIL'} (runtime vs eager recipe and float; C++ runner tokens "
+          f"equal: {par.runner_tokens_equal if par else None}); details in {d / 'verify.txt'}")
     print(f"speed (.pte)    prefill {pte['prefill_tokens_per_second']:.0f} tok/s, decode {pte['decode_tokens_per_second']:.0f} "
           f"tok/s, TTFT {pte['time_to_first_token_s'] * 1000:.1f} ms")
     print(f"speed (eager)   prefill {eager['prefill_tokens_per_second']:.0f} tok/s, decode "
           f"{eager['decode_tokens_per_second']:.0f} tok/s, TTFT {eager['time_to_first_token_s'] * 1000:.1f} ms")
     print(f"chart           {d / 'bench.png'}")
-    return 0 if par.get("pass") else 1
+    cm_ok = True
+    if (d / "bundle-coreml-int4").is_dir():
+        c = read_manifest(d / "bundle-coreml-int4")
+        cm_ok = bool(c.parity and c.parity.passed)
+        wb = sum(c.coreml.weight_bin_bytes.values())
+        print(f"Core ML bundle  {d / 'bundle-coreml-int4'}: 3 packages (iOS18+), weight.bin {wb / 1e3:.0f} kB "
+              f"({wb / c.size.floor_bytes:.2f}x the 4-bit floor), {len(c.coreml.states)} fp16 KV states, "
+              f"{c.coreml.slowfast_pool_ops} MIL ops in the slowfast_pool composite")
+        print(f"Core ML parity  {'PASS' if cm_ok else 'FAIL'} (MIL programs evaluated with numpy on this host: "
+              f"semantics, not Apple's kernels); details in {d / 'verify-coreml.txt'}")
+    return 0 if ok and cm_ok else 1
 
 
 if __name__ == "__main__":

@@ -76,3 +76,5 @@ def configure(verbosity: int) -> None:
     logging.basicConfig(level=level, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     for name in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # coremltools warns per constant ("Saving value type of float64 ...") and per materialized state.
+    logging.getLogger("coremltools").setLevel(logging.DEBUG if verbosity > 0 else logging.ERROR)

@@ -1,4 +1,12 @@
-"""Shared fixtures: tiny checkpoints in every on-disk layout, built on the fly, and test clips."""
+"""Shared fixtures: tiny checkpoints in every on-disk layout, built on the fly, test clips, and
+session-wide exported bundles, one per (layout, recipe), shared by every test that needs one.
+
+Export layouts: ``ours`` (SF-LLaVA-1.5-shaped, our format), ``llava_repo`` (SF-LLaVA v1: the LLaVA
+repo's layout with a separate CLIP folder), and transformers ``llava`` / ``llava_next`` /
+``llava_onevision`` checkpoints written by ``save_pretrained``. The v1-pathway layouts export
+4 frames, fewer than the 10 slow frames, so the slow pathway repeats frames (the case that
+once failed ``run_decompositions``).
+"""
 
 from __future__ import annotations
 
@@ -93,3 +101,75 @@ def rewrite_json(path: Path, **changes) -> None:
     data = json.loads(path.read_text())
     data.update(changes)
     path.write_text(json.dumps(data))
+
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schema"
+
+
+def assert_bundle_matches_schema(folder: Path) -> None:
+    """The bundle's manifest and golden vectors validate against the committed JSON Schemas (what
+    the Swift and Kotlin apps read), independently of the pydantic models that wrote them."""
+    from jsonschema import Draft202012Validator
+
+    for name, schema in (("manifest.json", "manifest.schema.json"), ("golden.json", "golden.schema.json")):
+        validator = Draft202012Validator(json.loads((SCHEMA_DIR / schema).read_text()))
+        errors = sorted(validator.iter_errors(json.loads((folder / name).read_text())), key=lambda e: list(e.path))
+        assert not errors, f"{folder / name}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:3])
+
+
+FRAMES = {"ours": None, "llava_repo": 4, "llava": 4, "llava_next": 4, "llava_onevision": 4}
+
+
+@pytest.fixture(scope="session")
+def layout_checkpoint(tmp_path_factory):
+    """``layout -> checkpoint folder``, built once per session."""
+    cache = {}
+
+    def get(layout: str):
+        if layout not in cache:
+            d = tmp_path_factory.mktemp("layouts") / layout
+            if layout == "ours":
+                init_tiny(d, family="1.5", seed=0)
+            elif layout == "llava_repo":
+                init_tiny(d, family="v1", seed=0)
+            else:
+                make_hf_llava(layout, d)
+            cache[layout] = d
+        return cache[layout]
+
+    return get
+
+
+class Exported:
+    def __init__(self, layout, quant, checkpoint, model, result, report):
+        self.layout, self.quant, self.checkpoint = layout, quant, checkpoint
+        self.model, self.result, self.report = model, result, report
+        self.bundle = result.bundle
+
+
+@pytest.fixture(scope="session")
+def exported_bundle(layout_checkpoint, tmp_path_factory):
+    """``(layout, recipe, backend) -> Exported``: each bundle is exported and verified once per session."""
+    cache = {}
+    models = {}
+
+    def get(layout: str, quant: str, backend: str = "executorch") -> Exported:
+        key = (layout, quant, backend)
+        if key not in cache:
+            ckpt = layout_checkpoint(layout)
+            if layout not in models:
+                from sfllava_mobile import load
+
+                models[layout] = load(ckpt)
+            model = models[layout]
+            out = tmp_path_factory.mktemp("bundles") / f"{backend}-{layout}-{quant}"
+            from sfllava_mobile.export import export
+            from sfllava_mobile.export.config import ExportConfig
+            from sfllava_mobile.export.parity import verify_bundle
+
+            result = export(model, out, ExportConfig(backend=backend, quant=quant, frames=FRAMES[layout]), source=ckpt)
+            report = verify_bundle(out, model=model, eager_programs=result.programs)
+            cache[key] = Exported(layout, quant, ckpt, model, result, report)
+        return cache[key]
+
+    return get

@@ -3,25 +3,33 @@ import json
 import pytest
 
 from sfllava_mobile.cli import main
-from sfllava_mobile.export.config import ExportConfig
-from sfllava_mobile.export.executorch import export
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def test_bench_all_engines_json_and_plot(tiny15_dir, clip_path, tmp_path, capsys):
-    from sfllava_mobile import load
-
-    export(load(tiny15_dir), tmp_path / "b", ExportConfig(quant="8da4w"), source=tiny15_dir)
+def test_bench_all_engines_json_and_plot(exported_bundle, clip_path, tmp_path, capsys):
+    bundle = exported_bundle("ours", "8da4w").bundle  # shared with the export tests
     png = tmp_path / "bench.png"
-    assert main(["-q", "bench", str(tmp_path / "b"), "--video", str(clip_path), "--steps", "4", "--json",
+    assert main(["-q", "bench", str(bundle), "--video", str(clip_path), "--steps", "4", "--json",
                  "--plot", str(png)]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert set(r["engines"]) == {"pte", "runner", "eager"}
+    assert set(r["engines"]) == {"pte", "runner", "eager"} and r["backend"] == "executorch"
     for name in ("pte", "eager"):
         e = r["engines"][name]
         assert e["decode_tokens_per_second"] > 0 and e["prefill_tokens_per_second"] > 0 and e["peak_rss_mb"] > 50
         assert e["prompt_tokens"] == r["engines"]["pte"]["prompt_tokens"] > r["visual_tokens"]
-    assert r["pte_vs_eager"]["decode_tokens_per_second"] > 0
+    assert r["artifact_vs_eager"]["decode_tokens_per_second"] > 0
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert main(["-q", "bench", str(tmp_path / "b"), "--video", str(tmp_path / "none.mp4")]) == 2
+    assert main(["-q", "bench", str(bundle), "--video", str(tmp_path / "none.mp4")]) == 2
+
+
+def test_bench_coreml_says_what_its_seconds_mean(exported_bundle, clip_path, capsys):
+    e = exported_bundle("ours", "int4", "coreml")
+    assert main(["-q", "bench", str(e.bundle), "--video", str(clip_path), "--steps", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r["engines"]) == {"coreml", "eager"} and r["backend"] == "coreml"
+    assert "not Core ML latency" in r["engine_notes"]["coreml"]
+    c = r["engines"]["coreml"]
+    assert c["prompt_tokens"] == r["engines"]["eager"]["prompt_tokens"] and c["decode_tokens_per_second"] > 0
+    assert r["artifact_bytes"] == json.loads((e.bundle / "manifest.json").read_text())["size"]["total_bytes"] > 0
+    assert main(["-q", "bench", str(e.bundle), "--video", str(clip_path), "--engines", "runner"]) == 2

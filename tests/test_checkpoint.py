@@ -33,7 +33,7 @@ def test_our_layout_round_trip(tiny15_dir, tmp_path):
     assert model.config.name == "tiny" and model.tokenizer is not None
     save(model, tmp_path / "again")
     again = load(tmp_path / "again")
-    for (k, a), (k2, b) in zip(model.state_dict().items(), again.state_dict().items()):
+    for (k, a), (k2, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
     assert again.language_model.lm_head.weight is again.language_model.model.embed_tokens.weight  # tied
 
@@ -111,7 +111,7 @@ def test_sharded_safetensors_with_index(tiny15_dir, tmp_path, capsys):
     index = {"metadata": {}, "weight_map": {k: f for f, ks in shards.items() for k in ks}}
     (ckpt / "model.safetensors.index.json").write_text(json.dumps(index))
     a, b = load(tiny15_dir), load(ckpt)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     (ckpt / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors"):
         load(ckpt)

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from sfllava_mobile.cli import main
+from sfllava_mobile.video import read_clip
 
 
 def test_init_tiny_is_deterministic_and_refuses_to_overwrite(tmp_path, capsys):
@@ -33,9 +34,14 @@ def test_generate_json(tiny15_dir, clip_path, capsys):
 
 
 def test_generate_streams_text(tiny15_dir, clip_path, capsys):
-    assert main(["-q", "generate", "--checkpoint", str(tiny15_dir), "--video", str(clip_path), "--question",
-                 "What moves?", "--max-new-tokens", "4", "--frames", "4"]) == 0
-    assert capsys.readouterr().out.endswith("\n")
+    """The streamed pieces make up exactly the answer the JSON mode reports, then one newline."""
+    args = ["-q", "generate", "--checkpoint", str(tiny15_dir), "--video", str(clip_path), "--question",
+            "What moves?", "--max-new-tokens", "4", "--frames", "4"]
+    assert main(args) == 0
+    streamed = capsys.readouterr().out
+    assert main(args + ["--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)["answer"]
+    assert answer and streamed == answer + "\n"
 
 
 def test_plan_cli(capsys):
@@ -53,6 +59,10 @@ def test_presets_and_synth_clip(tmp_path, capsys):
     assert main(["presets"]) == 0
     assert "sf-llava-1.5-1b" in capsys.readouterr().out
     assert main(["synth-clip", str(tmp_path / "c.mp4"), "--frames", "5", "--size", "32x48"]) == 0
+    clip = read_clip(tmp_path / "c.mp4", 5)
+    assert clip.total_frames == 5 and tuple(clip.frames.shape) == (5, 32, 48, 3)
+    f = clip.frames.float()
+    assert f.std() > 20 and (f[1:] - f[:-1]).abs().mean() > 1  # a pattern that moves, not a blank clip
     assert main(["synth-clip", str(tmp_path / "d.mp4"), "--size", "big"]) == 2
 
 

@@ -195,3 +195,15 @@ def test_preprocess_resizes_and_normalizes():
     assert same is frames or torch.equal(same, frames)
     with pytest.raises(VideoError, match="uint8"):
         preprocess(frames.float(), cfg)
+
+
+def test_resize_frames_matches_the_stated_rule():
+    """Against a float64 plain-loop bilinear written from the manifest's resize rule (tests.test_bundle)."""
+    from .test_bundle import bilinear_half_pixel
+
+    frames = torch.from_numpy(synthetic_frames(2, 30, 50))
+    for size in [(16, 24), (41, 77), (30, 20)]:
+        got = resize_frames(frames, size).numpy().astype(int)
+        for t in range(2):
+            want = bilinear_half_pixel(frames[t].numpy().astype(np.float64), *size).astype(int)
+            assert np.abs(got[t] - want).max() <= 1 and (got[t] == want).mean() > 0.95

@@ -8,8 +8,11 @@ import torch
 from sfllava_mobile import ConfigError, load
 from sfllava_mobile.cli import main
 from sfllava_mobile.export.config import ExportConfig, resolve
-from sfllava_mobile.export.executorch import export
-from sfllava_mobile.export.parity import PteDriver, verify_bundle
+from sfllava_mobile.export import export
+from sfllava_mobile.export.executorch_runtime import PteDriver
+from sfllava_mobile.export.parity import verify_bundle
+
+from ..conftest import assert_bundle_matches_schema
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -29,10 +32,13 @@ def test_bundle_contents_and_manifest(exported):
     quant, result, _ = exported
     files = {p.name for p in result.bundle.iterdir()}
     assert files == {"model.pte", "tokenizer.json", "manifest.json", "golden.json", "parity.json"}
+    assert_bundle_matches_schema(result.bundle)
     m = json.loads((result.bundle / "manifest.json").read_text())
-    assert m["visual_tokens"] == 96 and m["video"]["encoder_input"]["shape"] == [1, 3, 8 * 64, 64]
-    assert m["metadata_methods"]["get_max_seq_len"] >= m["visual_tokens"]
-    assert m["metadata_methods"]["get_eos_ids"] == [511, 509]
+    vision_input = m["methods"]["vision_encoder"]["inputs"][0]
+    assert m["visual_tokens"] == 96 and vision_input["shape"] == [1, 3, 8 * 64, 64]
+    assert vision_input["layout"] == "tall_image" and vision_input["dtype"] == "uint8"
+    assert m["executorch"]["metadata_methods"]["get_max_seq_len"] >= m["visual_tokens"]
+    assert m["executorch"]["metadata_methods"]["get_eos_ids"] == [511, 509]
     assert m["quantization"]["recipe"] == quant and m["parity"]["pass"]
     rows = m["quantization"]["coverage"]
     linears = [r for r in rows if r["kind"] == "linear"]
@@ -63,7 +69,7 @@ def test_methods_and_metadata_through_the_runtime(exported):
 def test_parity_passes_with_the_named_bounds(exported):
     quant, _, report = exported
     assert report["pass"], report
-    assert report["runner"]["text_equal"] and report["runner"]["runner_pieces"]
+    assert report["checks"]["runner"]["text_equal"] and report["checks"]["runner"]["runner_pieces"]
     if quant == "none":
         assert report["vs_float"]["greedy"]["exact"] and report["vs_float"]["text_decoder"]["rel"] < 1e-4
     else:
@@ -73,10 +79,10 @@ def test_parity_passes_with_the_named_bounds(exported):
 
 def test_delegation_report_names_what_stays_outside(exported):
     _, result, _ = exported
-    d = result.manifest["delegation"]
-    assert d["vision_encoder"]["delegate_calls"] <= 4
-    assert d["text_decoder"]["outside_delegate"]["llama.update_cache.out"] == 4  # k and v, 2 layers
-    assert "aten.native_layer_norm.out" not in d["vision_encoder"]["outside_delegate"]
+    d = result.manifest.executorch.delegation
+    assert d["vision_encoder"].delegate_calls <= 4
+    assert d["text_decoder"].outside_delegate["llama.update_cache.out"] == 4  # k and v, 2 layers
+    assert "aten.native_layer_norm.out" not in d["vision_encoder"].outside_delegate
 
 
 def test_parity_catches_a_broken_artifact(exported, model, tmp_path):
@@ -84,7 +90,7 @@ def test_parity_catches_a_broken_artifact(exported, model, tmp_path):
     quant, result, _ = exported
     import shutil
 
-    other = load(result.manifest["export"]["source"])
+    other = load(result.manifest.export.source)
     with torch.no_grad():
         other.projector.linear_2.weight.mul_(-1.0)
     broken = tmp_path / "broken"
@@ -98,7 +104,7 @@ def test_parity_catches_a_broken_artifact(exported, model, tmp_path):
 
 
 def test_export_config_is_validated_before_tracing(model, tmp_path):
-    with pytest.raises(ConfigError, match="unknown quantization recipe 'int3'"):
+    with pytest.raises(ConfigError, match="unknown executorch quantization recipe 'int3'"):
         ExportConfig(quant="int3")
     with pytest.raises(ConfigError, match="max_seq_len 50 < 96 visual tokens"):
         resolve(ExportConfig(max_seq_len=50), model.config)
@@ -116,7 +122,7 @@ def test_cli_export_refuses_existing_output_and_bad_recipe(tiny15_dir, tmp_path,
     assert code == 2 and "already exists" in capsys.readouterr().err
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
     code = main(["-q", "export", "--checkpoint", str(tiny15_dir), "--quant", "int3", "--out", str(tmp_path / "o2")])
-    assert code == 2 and "unknown quantization recipe" in capsys.readouterr().err
+    assert code == 2 and "unknown executorch quantization recipe" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

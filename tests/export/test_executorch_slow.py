@@ -8,7 +8,7 @@ import pytest
 
 from sfllava_mobile import load
 from sfllava_mobile.export.config import ExportConfig
-from sfllava_mobile.export.executorch import export
+from sfllava_mobile.export import export
 from sfllava_mobile.export.parity import verify_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -24,6 +24,6 @@ def test_qwen05b_shape_8da4w_parity(tmp_path):
     result = export(model, tmp_path / "bundle", ExportConfig(quant="8da4w", frames=32), source=ckpt)
     report = verify_bundle(result.bundle, model=model, eager_programs=result.programs, cases=2, steps=16)
     assert report["pass"], report
-    size = result.manifest["size"]
-    assert size["ratio_to_floor"] < 1.1
-    assert result.manifest["delegation"]["text_decoder"]["delegate_calls"] <= 2 * 24 + 2
+    size = result.manifest.size
+    assert size.ratio_to_floor < 1.1
+    assert result.manifest.executorch.delegation["text_decoder"].delegate_calls <= 2 * 24 + 2

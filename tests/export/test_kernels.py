@@ -20,8 +20,8 @@ def test_manifest_lists_the_libraries_the_program_needs(exported_bundle):
     assert "quantized_decomposed::embedding_4bit.out" in ops["token_embedding"]["operators"]
     assert "XnnpackBackend" in ops["text_decoder"]["delegates"]
     m = json.loads((e.bundle / "manifest.json").read_text())
-    libs = {lib["name"]: lib for lib in m["kernel_libraries"]}
-    assert m["kernel_libraries"] == kernels.required_libraries(ops)  # read back from the file = export time
+    libs = {lib["name"]: lib for lib in m["executorch"]["kernel_libraries"]}
+    assert m["executorch"]["kernel_libraries"] == kernels.required_libraries(ops)  # read back from the file = export time
     assert libs["llm_custom_ops"]["ios"] == "kernels_llm" and libs["llm_custom_ops"]["methods"] == ["text_decoder"]
     assert libs["quantized_ops"]["python"] == "executorch.kernels.quantized"
     assert libs["quantized_ops"]["operators"] == ["quantized_decomposed::embedding_4bit.out"]
@@ -31,7 +31,7 @@ def test_manifest_lists_the_libraries_the_program_needs(exported_bundle):
 
 def test_float_bundle_needs_no_quantized_kernels(exported_bundle):
     m = json.loads((exported_bundle("ours", "none").bundle / "manifest.json").read_text())
-    assert {lib["name"] for lib in m["kernel_libraries"]} == {"aten_kernels", "prim_ops", "xnnpack", "llm_custom_ops"}
+    assert {lib["name"] for lib in m["executorch"]["kernel_libraries"]} == {"aten_kernels", "prim_ops", "xnnpack", "llm_custom_ops"}
 
 
 def test_unknown_namespace_is_listed_not_dropped():

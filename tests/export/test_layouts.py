@@ -7,6 +7,8 @@ import pytest
 
 from sfllava_mobile.ops import slowfast_token_count
 
+from ..conftest import assert_bundle_matches_schema
+
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 MATRIX = [("llava_repo", "none"), ("llava_repo", "8da4w"), ("llava", "none"), ("llava", "8da4w"),
@@ -19,8 +21,9 @@ def test_layout_exports_and_passes_parity(exported_bundle, layout, quant):
     rep = e.report
     failing = {f"{sec}.{k}": v["failures"] for sec in ("vs_float", "vs_eager_recipe") if sec in rep
                for k, v in rep[sec].items() if not v["pass"]}
-    assert rep["pass"], failing or rep["runner"]
-    assert rep["runner"]["text_equal"] and rep["runner"]["runner_pieces"]
+    assert rep["pass"], failing or rep["checks"]["runner"]
+    assert rep["checks"]["runner"]["text_equal"] and rep["checks"]["runner"]["runner_pieces"]
+    assert_bundle_matches_schema(e.bundle)
     m = json.loads((e.bundle / "manifest.json").read_text())
     cfg = e.model.config
     assert m["visual_tokens"] == slowfast_token_count(cfg.slowfast, 4, cfg.vision.grid)
@@ -42,6 +45,8 @@ def test_llava_repo_bundle_verifies_from_disk(exported_bundle):
     e = exported_bundle("llava_repo", "8da4w")
     rep = verify_bundle(e.bundle, cases=1, steps=4, teacher_tokens=16)
     assert rep["pass"] and rep["reference_dtype"] == {"text": "float32", "vision": "float32"}
-    assert set(rep["timings_s"]) >= {"load_reference_s", "reference_s", "build_eager_twin_s", "eager_twin_s", "pte_s",
-                                     "runner_s"}
+    assert rep["engine"].startswith("the exported program (executorch.runtime")
+    assert_bundle_matches_schema(e.bundle)  # with the parity summary verify wrote into the manifest
+    assert set(rep["timings_s"]) >= {"load_reference_s", "reference_s", "build_eager_twin_s", "eager_twin_s",
+                                     "artifact_s"}
     assert all(v > 0 for v in rep["peak_rss_gb"].values())

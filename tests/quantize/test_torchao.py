@@ -5,7 +5,8 @@ from torch import nn
 from sfllava_mobile import ConfigError
 from sfllava_mobile.quantize import recipes
 from sfllava_mobile.quantize.recipes import Scheme
-from sfllava_mobile.quantize.torchao import coverage_summary, quantize_module
+from sfllava_mobile.quantize.coverage import summary as coverage_summary
+from sfllava_mobile.quantize.torchao import quantize_module
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -16,10 +17,14 @@ def _mlp():
 
 
 def test_recipes_and_schemes_are_validated():
-    assert set(recipes.RECIPES) >= {"none", "8da4w", "8da4w-v8", "8da4w-e8"}
+    assert set(recipes.RECIPES["executorch"]) == {"none", "8da4w", "8da4w-v8", "8da4w-e8"}
+    assert set(recipes.RECIPES["coreml"]) == {"none", "int4"}
     assert recipes.get("none").is_float and not recipes.get("8da4w").is_float
-    with pytest.raises(ConfigError, match="unknown quantization recipe 'q2'.*8da4w"):
+    assert not recipes.get("int4", "coreml").decoder_linear.dynamic_act8  # Core ML int4 is weight-only
+    with pytest.raises(ConfigError, match="unknown executorch quantization recipe 'q2'.*8da4w"):
         recipes.get("q2")
+    with pytest.raises(ConfigError, match="no recipes for backend 'tflite'"):
+        recipes.get("none", "tflite")
     with pytest.raises(ConfigError, match="weight_bits must be 4 or 8"):
         Scheme(3)
     with pytest.raises(ConfigError, match="power of two"):
@@ -42,11 +47,20 @@ def test_width_not_divisible_by_group_falls_back_to_int8_per_channel():
 
 def test_embeddings_and_float_rows():
     torch.manual_seed(0)
+    torch.manual_seed(0)
     emb = nn.Sequential(nn.Embedding(100, 64))
+    w = emb[0].weight.detach().clone()
     rows = quantize_module(emb, Scheme(4, 32, dynamic_act8=False), "embedding", "embedding")
     assert rows[0].scheme == "int4-weight-only-g32" and rows[0].bits_per_weight == 4.5
     ids = torch.tensor([[1, 5, 99]])
-    assert emb(ids).shape == (1, 3, 64)
+    got = emb(ids)[0]
+    want = w[ids[0]]
+    # 4-bit groups of 32: at most 16 distinct values per group, each within half a step of the float
+    # weight (step = the group's max |w| / 7), and not the float weights themselves.
+    groups, ref = got.reshape(3, 2, 32), want.reshape(3, 2, 32)
+    step = ref.abs().amax(-1, keepdim=True) / 7
+    assert all(len(torch.unique(g)) <= 16 for g in groups.reshape(-1, 32))
+    assert ((groups - ref).abs() <= step * 0.5 + 1e-6).all() and not torch.equal(got, want)
     float_rows = quantize_module(_mlp(), None, "decoder", "linear")
     assert all(r.scheme == "float" and r.note == "recipe keeps float" for r in float_rows)
     s = coverage_summary(rows + float_rows)

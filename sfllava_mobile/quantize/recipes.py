@@ -1,8 +1,8 @@
 """Named quantization recipes and their validation.
 
 A recipe says, per component (decoder linears, token embedding, vision tower + projector linears),
-which scheme to use. Schemes are backend-neutral descriptions; ``quantize/torchao.py`` applies
-them for ExecuTorch. Bits-per-weight accounting (for size floors) lives here too.
+which scheme to use. Schemes are backend-neutral descriptions; each backend has its own named
+recipes (``quantize/torchao.py`` applies them for ExecuTorch, ``quantize/coreml.py`` for Core ML). Bits-per-weight accounting (for size floors) lives here too.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Recipe:
         return self.decoder_linear is None and self.embedding is None and self.vision_linear is None
 
 
-RECIPES: dict[str, Recipe] = {
+EXECUTORCH_RECIPES: dict[str, Recipe] = {
     "none": Recipe("none", None, None, None, "float32 everywhere (the parity baseline)"),
     "8da4w": Recipe(
         "8da4w", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
@@ -64,10 +64,21 @@ RECIPES: dict[str, Recipe] = {
         "8da4w-e8", Scheme(4, 32), Scheme(8, 0, dynamic_act8=False), Scheme(4, 32),
         "as 8da4w, with an 8-bit per-channel embedding"),
 }
+_INT4 = Scheme(4, 32, dynamic_act8=False)
+COREML_RECIPES: dict[str, Recipe] = {
+    "none": Recipe("none", None, None, None, "float16 weights (the compute precision's own)"),
+    "int4": Recipe("int4", _INT4, _INT4, _INT4,
+                   "int4 symmetric weights, one scale per block of 32 input channels, for every linear, the "
+                   "embedding table and the patch convolution; widths not divisible by 32 take int8 per-channel"),
+}
+RECIPES: dict[str, dict[str, Recipe]] = {"executorch": EXECUTORCH_RECIPES, "coreml": COREML_RECIPES}
 
 
-def get(name: str) -> Recipe:
-    """The recipe ``name``; unknown names list the known ones."""
-    if name not in RECIPES:
-        raise ConfigError(f"unknown quantization recipe {name!r}; choose one of: {', '.join(RECIPES)}")
-    return RECIPES[name]
+def get(name: str, backend: str = "executorch") -> Recipe:
+    """The recipe ``name`` of ``backend``; unknown names list the known ones."""
+    table = RECIPES.get(backend)
+    if table is None:
+        raise ConfigError(f"no recipes for backend {backend!r}; choose one of: {', '.join(RECIPES)}")
+    if name not in table:
+        raise ConfigError(f"unknown {backend} quantization recipe {name!r}; choose one of: {', '.join(table)}")
+    return table[name]

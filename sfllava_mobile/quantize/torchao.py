@@ -10,28 +10,11 @@ has no multiple-of-32 divisor. No layer is skipped silently: every layer gets a 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from .coverage import CoverageRow
 from .recipes import Recipe, Scheme
-
-
-@dataclass
-class CoverageRow:
-    component: str
-    name: str
-    kind: str  # "linear" | "embedding"
-    shape: tuple[int, ...]
-    scheme: str  # label, or "float"
-    bits: int | None
-    group: int | None  # 0 = per channel
-    bits_per_weight: float
-    note: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _fallback(in_features: int, scheme: Scheme) -> tuple[Scheme, str]:
@@ -92,30 +75,6 @@ def upcast(module: nn.Module, dtype: torch.dtype = torch.float32, max_numel: int
             if type(b) is torch.Tensor and wanted(b):
                 persistent = name not in sub._non_persistent_buffers_set
                 sub.register_buffer(name, b.to(dtype), persistent=persistent)
-
-
-def coverage_summary(rows: list[CoverageRow]) -> dict:
-    """Counts and weighted bits per weight over all covered layers."""
-    total = sum(_numel(r.shape) for r in rows)
-    bits = sum(_numel(r.shape) * r.bits_per_weight for r in rows)
-    return {"layers": len(rows), "quantized": sum(r.scheme != "float" for r in rows),
-            "float": sum(r.scheme == "float" for r in rows), "fallbacks": sum(bool(r.note) and r.scheme != "float" for r in rows),
-            "weights": total, "bits_per_weight": bits / total if total else 0.0}
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def format_coverage(rows: list[CoverageRow]) -> str:
-    lines = [f"{'component':10s} {'layer':48s} {'shape':>14s}  scheme"]
-    for r in rows:
-        lines.append(f"{r.component:10s} {r.name[-48:]:48s} {'x'.join(map(str, r.shape)):>14s}  {r.scheme}"
-                     + (f"  ({r.note})" if r.note else ""))
-    return "\n".join(lines)
 
 
 def _float_rows(module: nn.Module, component: str) -> list[CoverageRow]:

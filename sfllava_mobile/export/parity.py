@@ -1,14 +1,16 @@
 """Run an exported bundle against the PyTorch reference, with named thresholds; JSON report.
 
-Each driver goes through the sequence the stock runner uses (prefill the text before the video,
-the video rows, the text after, then one token per step) and its outputs are *recorded* (a
-:class:`Trace`); comparisons run on the recordings. So only one model is in memory at a time:
-the reference, then the eager twin, then the ``.pte``; a 7B export verifies inside 16 GB.
+Backend-neutral: each driver goes through the sequence an app uses (prefill the text before the
+video, the video rows, the text after, then one token per step) and its outputs are *recorded*
+(a :class:`Trace`); comparisons run on the recordings. So only one model is in memory at a time:
+the reference, then the eager twin, then the artifact.
 - ``reference``: the float VideoLLM (transformers modules, transformers' KV cache);
-- ``eager``: the export's own eager twin with the same recipe applied (quantized exports);
-- ``pte``: the ``.pte`` through ``executorch.runtime``.
-Then the ``.pte`` runs through the C++ ``MultimodalRunner`` (what the phone apps embed) with the
-clip fed as an app feeds it: text, the tall uint8 image, text.
+- ``eager``: the export's own eager twin with the same recipe applied (quantized exports; the
+  backend builds it: ``backend.eager_twin``);
+- the artifact, through the backend's driver (``backend.driver``): the ``.pte`` through
+  ``executorch.runtime``, or the Core ML packages' MIL programs evaluated on this host.
+Then the backend's own checks run (``backend.checks``: the ExecuTorch C++ runner), and the bounds
+come from the backend too (``backend.bounds``: per precision and component).
 
 Decoder logits are compared teacher-forced along a fixed passage of real English prose
 (``data/parity_text.txt``), so every driver scores the same positions and a few hundred of them
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -35,31 +36,11 @@ from sfllava_mobile.synthetic import synthetic_frames
 from sfllava_mobile.video import normalize
 
 from .metrics import greedy_stats, logit_stats, merge, tensor_stats
-from .native_io import native_quiet, stdout_to_stderr
+from .native_io import native_quiet
 from .programs import tall_image
 
 log = logging.getLogger("sfllava_mobile")
 
-# Named bounds, per comparison and recipe. "float": recipe none vs the float32 reference.
-# "eager": a quantized export vs the same recipe in eager PyTorch (differences come only from
-# kernels: XNNPACK's int8 dynamic activations vs torchao's reference math). "float_loose": a
-# quantized export vs the float reference: quantization error itself, so these bounds catch
-# breakage (a kernel off by 1/scale drives KL up and cosine towards 0), not quality.
-# Calibration (README, Parity): tiny random models of every layout and real SmolLM2-135M weights
-# over 384 teacher-forced tokens of prose (a correct 8da4w export: KL 0.040, rel 0.050, cosine
-# 0.9988, confident top-1 1.0, divergence margin 0.30); each bound sits about 2x beyond that.
-_EAGER = {"vision_encoder": {"rel": 0.03, "cosine": 0.9995}, "token_embedding": {"max_abs": 1e-6},
-          "text_decoder": {"rel": 0.1, "cosine": 0.995, "top1_confident": 0.97, "kl": 0.08},
-          "greedy": {"divergence_margin": 1.0}, "runner": {"text_equal": True}}
-_LOOSE = {"vision_encoder": {"cosine": 0.9}, "token_embedding": {"cosine": 0.98},
-          "text_decoder": {"cosine": 0.5, "kl": 5.0}}
-THRESHOLDS = {
-    "float": {"vision_encoder": {"rel": 1e-4, "cosine": 0.99999}, "token_embedding": {"max_abs": 0.0},
-              "text_decoder": {"rel": 1e-4, "cosine": 0.99999, "top1": 1.0}, "greedy": {"exact": True},
-              "runner": {"text_equal": True}},
-    "eager": {"8da4w": _EAGER, "8da4w-v8": _EAGER, "8da4w-e8": _EAGER},
-    "float_loose": {"8da4w": _LOOSE, "8da4w-v8": _LOOSE, "8da4w-e8": {**_LOOSE, "token_embedding": {"cosine": 0.999}}},
-}
 # A reference decoder up to this many parameters runs in float32; above it, in the checkpoint's
 # 16-bit dtype (a 7B decoder is 27 GB in float32). Vision tower and projector are always float32.
 REFERENCE_FP32_MAX_PARAMS = 2_000_000_000
@@ -110,6 +91,7 @@ class ReferenceDriver:
     """The float VideoLLM with transformers' own KV cache."""
 
     name = "reference"
+    engine = "the float VideoLLM (transformers modules and KV cache)"
 
     def __init__(self, model):
         self.model, self.cache = model, None
@@ -145,6 +127,7 @@ class EagerDriver:
     """The export's eager twin (Programs), quantized like the artifact."""
 
     name = "eager"
+    engine = "the export's eager twin (PyTorch, the recipe applied)"
 
     def __init__(self, programs):
         self.p = programs
@@ -175,47 +158,6 @@ class EagerDriver:
             dec.last_logits_only = True
 
 
-class PteDriver:
-    """The ``.pte`` through ``executorch.runtime``: one Program, its methods kept loaded."""
-
-    name = "pte"
-
-    def __init__(self, pte: Path):
-        from .kernels import load_program
-
-        self.program, self.methods = load_program(pte, ("vision_encoder", "token_embedding", "text_decoder"))
-        self.max_seq_len = int(self.metadata("get_max_seq_len")[0])
-
-    def _run(self, method: str, inputs: list):
-        with native_quiet():
-            return self.methods[method].execute(inputs)[0]
-
-    def reset(self):
-        pass  # positions decide what is read; stale cache rows past them are never attended
-
-    def rewind(self, pos: int):
-        pass
-
-    def vision(self, image, frames):
-        return self._run("vision_encoder", [image])
-
-    def embed(self, ids):
-        n = self.max_seq_len  # the method's dynamic dimension stops there: longer text goes in chunks
-        return torch.cat([self._run("token_embedding", [torch.tensor([ids[i:i + n]])]) for i in range(0, len(ids), n)],
-                         dim=1)
-
-    def decode(self, embeds, pos):
-        return self._run("text_decoder", [embeds.contiguous(), torch.tensor([pos])])
-
-    def decode_all(self, embeds, pos):
-        # text_decoder returns the last row only (the runner's contract): one call per row.
-        return torch.cat([self.decode(embeds[:, i:i + 1], pos + i).reshape(1, -1) for i in range(embeds.shape[1])])
-
-    def metadata(self, name: str):
-        with native_quiet():
-            return self.program.load_method(name).execute([])
-
-
 @dataclass
 class Trace:
     """What one driver produced on one case."""
@@ -226,6 +168,34 @@ class Trace:
     tokens: list[int]  # free-running greedy answer (EOS not included)
     free_rows: torch.Tensor  # [len(tokens) + 1, V]: row j is the distribution that chose token j
     seconds: float
+
+
+def prefill(driver, before: list[int], vision_rows: torch.Tensor, after: list[int]) -> tuple[int, torch.Tensor]:
+    """The app's prompt sequence: text before the video, the video rows, text after. Returns the
+    next position and the last row's logits."""
+    pos, logits = 0, None
+    for chunk in (driver.embed(before), vision_rows, driver.embed(after)):
+        logits = driver.decode(chunk, pos)
+        pos += chunk.shape[1]
+    return pos, logits.reshape(1, -1).float()
+
+
+def greedy(driver, logits: torch.Tensor, pos: int, steps: int, eos: tuple[int, ...] = (),
+           vocab_limit: int | None = None) -> tuple[list[int], list[torch.Tensor]]:
+    """Up to ``steps`` greedy tokens from ``logits`` at ``pos`` (stops before an ``eos`` token).
+    Returns the tokens and the logits rows after each fed token."""
+    tokens, rows = [], []
+    while len(tokens) < steps:
+        tok = int(logits.reshape(-1)[:vocab_limit].argmax())
+        if tok in eos:
+            break
+        tokens.append(tok)
+        if len(tokens) == steps:
+            break
+        logits = driver.decode(driver.embed([tok]), pos).reshape(1, -1).float()
+        pos += 1
+        rows.append(logits)
+    return tokens, rows
 
 
 @torch.inference_mode()
@@ -240,28 +210,14 @@ def record(driver, case: Case, teacher: list[int], steps: int, eos: tuple[int, .
     driver.reset()
     vis = driver.vision(tall_image(case.frames), case.frames)
     emb = driver.embed(case.before)
-    pos, logits = 0, None
-    for chunk in (emb, vis, driver.embed(case.after)):
-        logits = driver.decode(chunk, pos)
-        pos += chunk.shape[1]
-    prompt_end, first = pos, logits.reshape(1, -1).float()
+    prompt_end, first = prefill(driver, case.before, vis, case.after)
     rows = [first]
     if len(teacher) > 1:
         rows.append(driver.decode_all(driver.embed(teacher[:-1]), prompt_end).reshape(len(teacher) - 1, -1).float())
     forced = torch.cat(rows)[:max(len(teacher), 1)]
     driver.rewind(prompt_end)
-    pos, logits, tokens, free = prompt_end, first, [], [first]
-    while len(tokens) < steps:
-        tok = int(logits.reshape(-1)[:vocab_limit].argmax())
-        if tok in eos:
-            break
-        tokens.append(tok)
-        if len(tokens) == steps:
-            break
-        logits = driver.decode(driver.embed([tok]), pos).reshape(1, -1).float()
-        pos += 1
-        free.append(logits)
-    return Trace(vis.float(), emb.float(), forced, tokens, torch.cat(free), time.perf_counter() - t0)
+    tokens, free = greedy(driver, first, prompt_end, steps, eos, vocab_limit)
+    return Trace(vis.float(), emb.float(), forced, tokens, torch.cat([first, *free]), time.perf_counter() - t0)
 
 
 def _check(metrics: dict, bounds: dict) -> dict:
@@ -294,61 +250,6 @@ def _free() -> None:
     release()  # so the next stage's peak is its own
 
 
-def _raw_piece_tokenizer(tokenizer_json: Path, folder: Path) -> Path:
-    """A copy of ``tokenizer.json`` without its decoder: every token then decodes to its raw vocab
-    string, always valid UTF-8. A random-weight model's byte tokens often are not valid UTF-8 as
-    text, and the runner's Python binding cannot hand such text to Python at all."""
-    data = json.loads(tokenizer_json.read_text())
-    data["decoder"] = None
-    out = folder / "tokenizer.json"
-    out.write_text(json.dumps(data))
-    return out
-
-
-def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expected: list[int]) -> dict:
-    """The C++ MultimodalRunner on the bundle's program, fed text + tall image + text as an app does.
-
-    The prompt goes in as text (so the runner's own tokenizer is exercised, BOS as a token input
-    where the template has one); the answer is compared token by token through raw pieces.
-    """
-    from executorch.extension.llm.runner import (GenerationConfig, MultimodalRunner, make_image_input,
-                                                 make_text_input, make_token_input)
-
-    from .kernels import register_all
-
-    register_all()  # the runner's binding links no LLM or quantized kernels of its own
-    tok, text = tokenizer, config.text
-    before = case.before[1:] if text.bos_id is not None else case.before
-    inputs = ([make_token_input([text.bos_id])] if text.bos_id is not None else []) + [
-        make_text_input(tok.decode(before, skip_special_tokens=False)),
-        make_image_input(tall_image(case.frames)[0]),
-        make_text_input(tok.decode(case.after, skip_special_tokens=False))]
-    pieces, stats = [], []
-    with tempfile.TemporaryDirectory() as d:
-        raw = _raw_piece_tokenizer(bundle / "tokenizer.json", Path(d))
-        with native_quiet(), stdout_to_stderr():
-            runner = MultimodalRunner(str(bundle / "model.pte"), str(raw))
-            t0 = time.perf_counter()
-            runner.generate(inputs, GenerationConfig(max_new_tokens=steps, temperature=0.0, echo=False),
-                            pieces.append, stats.append)
-            wall = time.perf_counter() - t0
-    eos_pieces = {tok.backend.id_to_token(e) for e in text.eos_ids}
-    got = []
-    for p in pieces:  # the runner passes the EOS piece on before it stops
-        if p in eos_pieces:
-            break
-        got.append(p)
-    want = [tok.backend.id_to_token(i) for i in expected]
-    res = {"text_equal": got == want, "runner_pieces": got, "expected_pieces": want,
-           "expected_text": tok.decode(expected), "wall_s": round(wall, 4)}
-    if stats:
-        s = stats[0]
-        res["stats"] = {"prompt_tokens": s.num_prompt_tokens, "generated_tokens": s.num_generated_tokens,
-                        "prefill_ms": s.prompt_eval_end_ms - s.inference_start_ms,
-                        "decode_ms": s.inference_end_ms - s.prompt_eval_end_ms}
-    return res
-
-
 def reference_dtypes(config, recipe_is_float: bool, choice: str = "auto") -> dict[str, str]:
     """Dtypes the reference is loaded in: vision side float32; the decoder float32 when it is at
     most ``REFERENCE_FP32_MAX_PARAMS`` (or the recipe is ``none``, which needs the exact twin),
@@ -367,7 +268,7 @@ def reference_dtypes(config, recipe_is_float: bool, choice: str = "auto") -> dic
 def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, cases: int = 2, steps: int = 8,
                   seed: int = 1234, model=None, eager_programs=None, teacher_tokens: int = 64,
                   reference_dtype: str = "auto") -> dict:
-    """The parity report of a bundle folder; ``pass`` is the conjunction of every check.
+    """The parity report of a bundle folder of any backend; ``pass`` is the conjunction of every check.
 
     The reference (and, for quantized recipes, the eager twin) is rebuilt from the checkpoint the
     manifest names (or ``checkpoint``) unless ``model`` / ``eager_programs`` are given. Stages run
@@ -379,45 +280,47 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
     from sfllava_mobile.errors import SfllavaError
     from sfllava_mobile.fsutil import atomic_file
     from sfllava_mobile.log import stage
+    from sfllava_mobile.manifest import ParitySummary, write
 
     from ..quantize import recipes
-    from .executorch import prepare_programs, quantize_programs, release_small_tensors
+    from . import backend as backends
 
     t_all = time.perf_counter()
     bundle = Path(bundle)
     manifest = bundle_mod.read_manifest(bundle)
-    exp = manifest.get("export", {})
-    overrides = {**exp.get("overrides", {}), "vision_tower_path": exp.get("vision_tower")}
-    recipe = recipes.get(manifest["quantization"]["recipe"])
-    frames = manifest["video"]["frames"]
-    source = checkpoint or exp.get("source")
+    be = backends.get(manifest.backend)
+    exp = manifest.export
+    overrides = {**exp.overrides, "vision_tower_path": exp.vision_tower}
+    recipe = recipes.get(manifest.quantization.recipe, manifest.backend)
+    bounds = be.bounds(manifest)
+    frames = manifest.video.frames
+    source = checkpoint or exp.source
     timings: dict[str, float] = {}
     peaks: dict[str, float] = {}
     own_model = model is None
     if own_model:
         if not source:
             raise SfllavaError(f"{bundle}/manifest.json names no source checkpoint: pass --checkpoint DIR")
-        dtypes = reference_dtypes(read_config(source, exp.get("vision_tower"), **exp.get("overrides", {}))[0],
-                                  recipe.is_float, reference_dtype)
+        dtypes = reference_dtypes(read_config(source, exp.vision_tower, **exp.overrides)[0], recipe.is_float,
+                                  reference_dtype)
         with stage("load_reference", timings, peaks):
             model = load(source, dtype=dtypes, **overrides)
-        if json.loads(json.dumps(model.config.to_dict())) != manifest["model"]["config"]:
+        if json.loads(json.dumps(model.config.to_dict())) != manifest.model.config:
             raise SfllavaError(f"the checkpoint {source} with the recorded overrides does not give the bundle's config")
     config, tokenizer = model.config, model.tokenizer
     eos = tuple(config.text.eos_ids)
     limit = min(tokenizer.vocab_size, config.text.vocab_size)
     cs = make_cases(config, tokenizer, frames, cases, seed)
     # Teacher-forced text and greedy steps must fit the program's KV cache after the prompt.
-    room = manifest["context"]["max_context_len"] - manifest["visual_tokens"] - max(
-        len(c.before) + len(c.after) for c in cs)
+    room = manifest.context.max_context_len - manifest.visual_tokens - max(len(c.before) + len(c.after) for c in cs)
     if teacher_tokens > room or steps > room:
         log.warning("parity: %d positions left after the prompt (max_context_len %d): teacher tokens %d -> %d, "
-                    "steps %d -> %d", room, manifest["context"]["max_context_len"], teacher_tokens,
+                    "steps %d -> %d", room, manifest.context.max_context_len, teacher_tokens,
                     min(teacher_tokens, room), steps, min(steps, room))
         teacher_tokens, steps = min(teacher_tokens, room), min(steps, room)
     teacher = teacher_ids(tokenizer, teacher_tokens)
-    report = {"bundle": str(bundle), "recipe": recipe.name, "cases": cases, "steps": steps, "seed": seed,
-              "teacher_tokens": len(teacher), "greedy_vocab_limit": limit,
+    report = {"bundle": str(bundle), "backend": manifest.backend, "recipe": recipe.name, "cases": cases,
+              "steps": steps, "seed": seed, "teacher_tokens": len(teacher), "greedy_vocab_limit": limit,
               "reference_dtype": {"text": str(model.text_dtype).replace("torch.", ""),
                                   "vision": str(model.dtype).replace("torch.", "")}}
     with stage("reference", timings, peaks):
@@ -426,60 +329,53 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path | None = None, case
         del model
         _free()
     eager = None
-    if not recipe.is_float:
+    if "vs_eager" in bounds:
         programs = eager_programs
         if programs is None:
             if not source:
                 raise SfllavaError("quantized bundles need their eager twin: pass --checkpoint DIR")
             with stage("build_eager_twin", timings, peaks):
-                twin_src = load(source, dtype="stored", **overrides)
-                programs = prepare_programs(twin_src, frames, manifest["context"]["max_context_len"],
-                                            exp.get("attention", "custom"), exp.get("rewrites", True),
-                                            copy_weights=False)
-                release_small_tensors(twin_src)
-                quantize_programs(programs, recipe)
-                del twin_src
+                programs = be.eager_twin(load(source, dtype="stored", **overrides), manifest, bundle)
         with stage("eager_twin", timings, peaks):
             eager = [record(EagerDriver(programs), c, teacher, steps, eos, limit) for c in cs]
         del programs
         _free()
-    with stage("pte", timings, peaks):
-        driver = PteDriver(bundle / manifest["artifacts"]["program"])
-        pte = [record(driver, c, teacher, steps, eos, limit) for c in cs]
+    with stage("artifact", timings, peaks):
+        driver = be.driver(bundle, manifest)
+        report["engine"] = driver.engine
+        art = [record(driver, c, teacher, steps, eos, limit) for c in cs]
         del driver
         _free()
-    if recipe.is_float:
-        report["vs_float"] = compare(pte, ref, teacher, THRESHOLDS["float"], limit)
-        expected, runner_bounds = ref[0].tokens, THRESHOLDS["float"]["runner"]
-    else:
-        report["vs_eager_recipe"] = compare(pte, eager, teacher, THRESHOLDS["eager"][recipe.name], limit)
-        report["vs_float"] = compare(pte, ref, teacher, THRESHOLDS["float_loose"][recipe.name], limit)
+    report["vs_float"] = compare(art, ref, teacher, bounds["vs_float"], limit)
+    if eager is not None:
+        report["vs_eager_recipe"] = compare(art, eager, teacher, bounds["vs_eager"], limit)
         report["eager_vs_float"] = compare(eager, ref, teacher, {}, limit)  # the recipe's own loss, reported
-        # The runner must produce what the same program produces when driven step by step.
-        expected, runner_bounds = pte[0].tokens, THRESHOLDS["eager"][recipe.name]["runner"]
-    with stage("runner", timings, peaks):
-        report["runner"] = _check(runner_check(bundle, config, tokenizer, cs[0], steps, expected), runner_bounds)
-    report["pass"] = all(v["pass"] for section in ("vs_float", "vs_eager_recipe") if section in report
-                         for v in report[section].values()) and report["runner"]["pass"]
+    # Backend checks (the runner) must produce what the artifact produces when driven step by step.
+    extra = be.checks(bundle, manifest, config, tokenizer, cs[0], steps, art[0].tokens)
+    report["checks"] = {name: _check(res, bounds["checks"].get(name, {})) for name, res in extra.items()}
+    report["pass"] = (all(v["pass"] for section in ("vs_float", "vs_eager_recipe") if section in report
+                          for v in report[section].values()) and all(c["pass"] for c in report["checks"].values()))
     report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     report["peak_rss_gb"] = peaks
     report["wall_s"] = round(time.perf_counter() - t_all, 2)
     with atomic_file(bundle / "parity.json") as tmp:
         bundle_mod.write_json(tmp, report)
     keys = ("max_abs", "rel", "cosine", "top1", "top1_confident", "kl", "ppl_ratio", "agreement", "divergence_margin")
-    manifest["parity"] = {"pass": report["pass"], "recipe": report["recipe"], "cases": cases, "steps": steps,
-                          "teacher_tokens": len(teacher), "reference_dtype": report["reference_dtype"],
-                          "summary": {sec: {k: {m: v[m] for m in keys if m in v} for k, v in report[sec].items()}
-                                      for sec in ("vs_float", "vs_eager_recipe") if sec in report},
-                          "runner_tokens_equal": report["runner"]["text_equal"]}
+    manifest.parity = ParitySummary.model_validate({
+        "pass": report["pass"], "recipe": report["recipe"], "backend": manifest.backend, "engine": report["engine"],
+        "cases": cases, "steps": steps, "teacher_tokens": len(teacher), "reference_dtype": report["reference_dtype"],
+        "summary": {sec: {k: {m: float(v[m]) for m in keys if m in v} for k, v in report[sec].items()}
+                    for sec in ("vs_float", "vs_eager_recipe") if sec in report},
+        "runner_tokens_equal": report["checks"]["runner"]["text_equal"] if "runner" in report["checks"] else None})
     with atomic_file(bundle / "manifest.json") as tmp:
-        bundle_mod.write_json(tmp, manifest)
+        write(tmp, manifest)
     return report
 
 
 def format_report(rep: dict) -> str:
-    lines = [f"parity of {rep['bundle']} (recipe {rep['recipe']}, {rep['cases']} cases, {rep['steps']} steps): "
+    lines = [f"parity of {rep['bundle']} ({rep['backend']}, recipe {rep['recipe']}, {rep['cases']} cases, {rep['steps']} steps): "
              f"{'PASS' if rep['pass'] else 'FAIL'}"]
+    lines.append(f"  artifact run by {rep['engine']}")
     lines[0] += (f" teacher-forced over {rep.get('teacher_tokens')} tokens of prose; reference decoder in "
                  f"{rep.get('reference_dtype', {}).get('text')}")
     for section in ("vs_eager_recipe", "vs_float", "eager_vs_float"):
@@ -492,7 +388,7 @@ def format_report(rep: dict) -> str:
             vals = ", ".join(f"{k} {m[k]:.4g}" if not isinstance(m[k], bool) else f"{k} {m[k]}" for k in keys)
             lines.append(f"    {name:16s} {'ok  ' if m['pass'] else 'FAIL'} {vals}"
                          + (f"  [{'; '.join(m['failures'])}]" if m["failures"] else ""))
-    r = rep["runner"]
-    lines.append(f"  runner (C++ MultimodalRunner): {'ok' if r['pass'] else 'FAIL'} tokens equal {r['text_equal']}"
-                 f" ({len(r['runner_pieces'])} vs {len(r['expected_pieces'])} tokens; answer {r['expected_text']!r})")
+    for name, r in rep.get("checks", {}).items():
+        lines.append(f"  {name}: {'ok' if r['pass'] else 'FAIL'} tokens equal {r['text_equal']}"
+                     f" ({len(r['runner_pieces'])} vs {len(r['expected_pieces'])} tokens; answer {r['expected_text']!r})")
     return "\n".join(lines)

@@ -1,1 +1,0 @@
-"""Exporters, one module per target runtime (installed as ``sfllava_mobile.export``)."""

@@ -1,0 +1,139 @@
+"""Export settings: the shared config, one options class per backend, all validated before tracing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from sfllava_mobile.config import ModelConfig
+from sfllava_mobile.errors import ConfigError
+from sfllava_mobile.ops import slowfast_token_count
+
+from ..quantize import recipes
+
+ATTENTIONS = ("custom", "generic")
+PARTITIONERS = ("single", "two_pass_per_op")
+COREML_TARGETS = ("iOS18", "iOS26")
+COREML_PRECISIONS = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class ExecuTorchOptions:
+    """``attention``: ``custom`` uses ExecuTorch's ``update_cache``/``custom_sdpa``; ``generic`` the
+    backend-neutral cache. ``partitioner``: ``single`` (one XNNPACK partitioner over dynamic-quant and
+    fp32 ops: fewest delegate calls) or ``two_pass_per_op`` (upstream llava's: each quantized linear
+    alone, then the rest; kept to measure against). ``rewrites``: XNNPACK-friendly norms and ViT attention."""
+
+    attention: str = "custom"
+    partitioner: str = "single"
+    rewrites: bool = True
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        if self.partitioner not in PARTITIONERS:
+            raise ConfigError(f"partitioner must be one of {PARTITIONERS}, got {self.partitioner!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CoreMLOptions:
+    """``minimum_deployment_target``: iOS18 is the floor for Core ML state, fused SDPA, int4
+    per-block weights and multifunction packages. ``compute_precision``: float16 (what the Neural
+    Engine runs) or float32. ``prefill_chunk``: rows per ``prefill`` call of the decoder package;
+    an app sends the rest of a prompt through ``decode`` one row at a time."""
+
+    minimum_deployment_target: str = "iOS18"
+    compute_precision: str = "float16"
+    prefill_chunk: int = 64
+
+    def __post_init__(self) -> None:
+        if self.minimum_deployment_target not in COREML_TARGETS:
+            raise ConfigError(f"Core ML state, int4 weights and multifunction packages need "
+                              f"minimum_deployment_target >= iOS18; choose one of {COREML_TARGETS}, "
+                              f"got {self.minimum_deployment_target!r}")
+        if self.compute_precision not in COREML_PRECISIONS:
+            raise ConfigError(f"compute_precision must be one of {COREML_PRECISIONS}, got {self.compute_precision!r}")
+        if not 1 <= self.prefill_chunk <= 4096:
+            raise ConfigError(f"prefill_chunk must be in 1..4096, got {self.prefill_chunk}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+OPTIONS = {"executorch": ExecuTorchOptions, "coreml": CoreMLOptions}
+BACKENDS = tuple(OPTIONS)
+DEFAULT_RECIPE = {"executorch": "8da4w", "coreml": "int4"}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export, for any backend. ``frames`` defaults to the model's; lengths default from
+    the token plan. ``quant`` defaults to the backend's recipe (8da4w / int4). ``options``: the
+    backend's own options (default: that backend's defaults).
+
+    ``max_seq_len``: most rows one ``text_decoder`` call takes; the ExecuTorch runner prefills the
+    whole video in one call, so it must be >= the visual token count (and >= the longest text
+    segment). ``max_context_len``: KV-cache positions = prompt + answer. ``text_allowance``: room
+    for template + question tokens.
+    """
+
+    backend: str = "executorch"
+    quant: str | None = None  # None: the backend's DEFAULT_RECIPE
+    frames: int | None = None
+    max_seq_len: int | None = None
+    max_context_len: int | None = None
+    text_allowance: int = 256
+    max_new_tokens: int = 128
+    verify: bool = True
+    overwrite: bool = False
+    options: ExecuTorchOptions | CoreMLOptions | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.backend not in OPTIONS:
+            raise ConfigError(f"backend {self.backend!r} is not available; choose one of {BACKENDS}")
+        if self.quant is None:
+            object.__setattr__(self, "quant", DEFAULT_RECIPE[self.backend])
+        recipes.get(self.quant, self.backend)
+        if self.options is None:
+            object.__setattr__(self, "options", OPTIONS[self.backend]())
+        elif not isinstance(self.options, OPTIONS[self.backend]):
+            raise ConfigError(f"the {self.backend} backend takes {OPTIONS[self.backend].__name__}, "
+                              f"not {type(self.options).__name__}")
+        for name in ("frames", "max_seq_len", "max_context_len"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.text_allowance < 16 or self.max_new_tokens < 1:
+            raise ConfigError("text_allowance must be >= 16 and max_new_tokens >= 1")
+
+
+@dataclass(frozen=True)
+class ResolvedExport:
+    frames: int
+    visual_tokens: int
+    max_seq_len: int
+    max_context_len: int
+
+
+def resolve(export: ExportConfig, model: ModelConfig) -> ResolvedExport:
+    """Concrete lengths for ``model``; every limit that cannot hold is named with its fix."""
+    frames = export.frames or model.num_frames
+    n_vis = slowfast_token_count(model.slowfast, frames, model.vision.grid)
+    seq = export.max_seq_len or max(n_vis, export.text_allowance)
+    ctx = export.max_context_len or n_vis + export.text_allowance + export.max_new_tokens
+    if seq < n_vis:
+        raise ConfigError(f"max_seq_len {seq} < {n_vis} visual tokens: the runner prefills the video in one call; "
+                          f"use --max-seq-len >= {n_vis} or fewer frames")
+    if ctx < n_vis + 16:
+        raise ConfigError(f"max_context_len {ctx} leaves no room for text after {n_vis} visual tokens; use at least {n_vis + 64}")
+    if seq >= ctx:
+        seq = ctx - 1  # torch.export cannot bound a dynamic length by the cache length itself
+    limit = model.text.max_position_embeddings
+    if ctx > limit and not model.text.rope_scaling:
+        raise ConfigError(f"max_context_len {ctx} exceeds the decoder's {limit} positions; use fewer frames or a "
+                          f"smaller --max-context-len")
+    if isinstance(export.options, CoreMLOptions) and export.options.prefill_chunk > seq:
+        raise ConfigError(f"prefill_chunk {export.options.prefill_chunk} > max_seq_len {seq}: use a smaller chunk")
+    return ResolvedExport(frames, n_vis, seq, ctx)

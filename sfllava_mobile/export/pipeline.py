@@ -1,0 +1,123 @@
+"""The export every backend shares: lengths, checks, the atomic bundle, golden vectors, manifest.
+
+Entry point: :func:`export` (model, output folder, ExportConfig). The backend named by the config
+writes its artifacts (``backend.build``); this module writes everything else around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sfllava_mobile import bundle
+from sfllava_mobile.errors import ConfigError
+from sfllava_mobile.fsutil import atomic_dir
+from sfllava_mobile.log import stage
+from sfllava_mobile.manifest import Context, Export, Manifest, QuantSummary, Quantization, Size, write
+from sfllava_mobile.memory import release
+from sfllava_mobile.synthetic import synthetic_frames
+
+from ..quantize import coverage, recipes
+from . import backend as backends
+from .config import ExportConfig, resolve
+
+log = logging.getLogger("sfllava_mobile")
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    manifest: Manifest
+    programs: object  # the eager (quantized) twin when the backend kept one, for parity in the same process
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def golden_tokens(driver, config, tokenizer, frames: int, steps: int = 8) -> list[int]:
+    """Greedy tokens of an artifact's driver on the golden clip and question (``bundle.golden``)."""
+    from sfllava_mobile.prompt import IMAGE_SENTINEL, build_input_ids
+    from sfllava_mobile.video import resize_frames
+
+    from .parity import Case, record
+
+    clip = resize_frames(torch.from_numpy(synthetic_frames(frames, 96, 128)), config.vision.image_size)
+    ids = build_input_ids(tokenizer, config.prompt, config.text, bundle.GOLDEN_QUESTION)
+    k = ids.index(IMAGE_SENTINEL)
+    limit = min(tokenizer.vocab_size, config.text.vocab_size)
+    return record(driver, Case(clip, bundle.GOLDEN_QUESTION, ids[:k], ids[k + 1:]), [], steps,
+                  tuple(config.text.eos_ids), limit).tokens
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def export(model, out: str | Path, config: ExportConfig, source: str | Path | None = None,
+           overrides: dict | None = None, inplace: bool = False, vision_tower: str | Path | None = None) -> ExportResult:
+    """Export ``model`` (a loaded VideoLLM) to a bundle folder ``out``; atomic, no overwrite by default.
+
+    ``source``, ``overrides`` and ``vision_tower`` (how the model was loaded) go into the manifest
+    so that ``verify`` can rebuild the reference later. ``inplace`` quantizes the model's own
+    modules instead of copies (for models near the memory limit): the model is consumed and the
+    result carries no eager programs.
+    """
+    be = backends.get(config.backend)
+    timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    t_all = time.perf_counter()
+    r = resolve(config, model.config)
+    recipe = recipes.get(config.quant, config.backend)
+    if model.tokenizer is None:
+        raise ConfigError("the model has no tokenizer: load it from a checkpoint folder")
+    if model.tokenizer.vocab_size > model.config.text.vocab_size:
+        raise ConfigError(f"tokenizer has {model.tokenizer.vocab_size} tokens but the decoder only "
+                          f"{model.config.text.vocab_size} logits: the runner would read past the logits")
+    out = Path(out)
+    cfg, tokenizer = model.config, model.tokenizer
+    weights_dtype = {"text": _dtype_name(model.text_dtype), "vision": _dtype_name(model.dtype)}
+    log.info("export %s to %s: %d frames -> %d visual tokens, max_seq_len %d, max_context_len %d, recipe %s, %s",
+             cfg.name, config.backend, r.frames, r.visual_tokens, r.max_seq_len, r.max_context_len, recipe.name,
+             config.options)
+    with atomic_dir(out, overwrite=config.overwrite) as tmp:
+        ctx = backends.BuildContext(model, tmp, r, recipe, config.options, inplace, timings, peaks)
+        built = be.build(ctx)
+        tokenizer.save(tmp / "tokenizer.json")
+        summary = coverage.summary(built.coverage)
+        floor = int(sum(torch.Size(row.shape).numel() * row.bits_per_weight / 8 for row in built.coverage))
+        sizes = {name: bundle.artifact_bytes(tmp / name) for name in sorted(set(built.artifacts.values()))}
+        total = sum(sizes.values())
+        artifacts = {**built.artifacts, "tokenizer": "tokenizer.json", "golden": "golden.json"}
+        export_info = Export(options=config.options.to_dict(), timings_s={}, peak_rss_gb={}, weights_dtype=weights_dtype,
+                             source=str(Path(source).resolve()) if source else None, overrides=overrides or {},
+                             vision_tower=str(Path(vision_tower).resolve()) if vision_tower else None)
+        manifest = Manifest(
+            **bundle.shared_sections(cfg, r.frames), backend=config.backend, artifacts=artifacts, methods=built.methods,
+            context=Context(max_seq_len=r.max_seq_len, max_context_len=r.max_context_len,
+                            text_allowance=config.text_allowance, max_new_tokens=config.max_new_tokens, **built.context),
+            quantization=Quantization(recipe=recipe.name, description=recipe.description,
+                                      summary=QuantSummary(**summary), coverage=[row.to_dict() for row in built.coverage]),
+            size=Size(artifact_bytes=sizes, total_bytes=total, weights=summary["weights"], floor_bytes=floor,
+                      ratio_to_floor=round(total / floor, 3) if floor else None),
+            export=export_info, **{config.backend: built.section})
+        programs = built.programs if not inplace else None
+        del built
+        release()
+        with stage("golden", timings, peaks):
+            # The app ports check their runtime against what this artifact answers (not the float
+            # model: a 4-bit artifact's answer may differ), so the tokens come from the artifact.
+            driver = be.driver(tmp, manifest)
+            tokens = golden_tokens(driver, cfg, tokenizer, r.frames)
+            engine = driver.engine
+            del driver
+            release()
+            write(tmp / "golden.json", bundle.golden(cfg, tokenizer, r.frames, tokens, engine))
+        manifest.export.timings_s = {k: round(v, 3) for k, v in timings.items()}
+        manifest.export.peak_rss_gb = dict(peaks)
+        write(tmp / "manifest.json", manifest)
+    timings["total"] = time.perf_counter() - t_all
+    log.info("bundle %s: %s %.1f MB (floor %.1f MB, x%.2f) in %.1f s", out, ", ".join(sizes), total / 1e6, floor / 1e6,
+             manifest.size.ratio_to_floor or 0, timings["total"])
+    return ExportResult(out, manifest, programs, timings)

@@ -1,0 +1,369 @@
+"""The bundle contract as typed, versioned models: ``manifest.json`` and ``golden.json``.
+
+These models are the one definition of what Python writes and the Swift and Kotlin apps read.
+The JSON Schemas under ``schema/`` are generated from them (``python -m sfllava_mobile.manifest
+--write schema``) and committed; tests check the committed files match the models and validate
+every exported bundle against them. Unknown keys are rejected, so a field added here without a
+schema bump and a regenerated schema fails the suite.
+
+Backend-specific parts live in one section per backend (``executorch`` / ``coreml``), including
+how the vision encoder's input is laid out, so nothing shared assumes one backend's artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import __version__
+from .errors import SfllavaError
+
+SCHEMA_VERSION = 2
+METHOD_NAMES = ("vision_encoder", "token_embedding", "text_decoder")
+Backend = Literal["executorch", "coreml"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# ---------------------------------------------------------------- shared sections
+
+class ModelInfo(_Model):
+    name: str
+    family: Literal["v1", "1.5"]
+    inferred_fields: list[str] = Field(description="config fields the loader inferred rather than read")
+    config: dict[str, Any] = Field(description="the full ModelConfig (sfllava_mobile.config) as a dict")
+
+
+class Normalization(_Model):
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
+    formula: str
+    in_graph: bool = Field(description="true: the vision encoder normalizes; the app passes 0..255 values")
+
+
+class Video(_Model):
+    frames: int = Field(ge=1)
+    frame_height: int = Field(ge=1)
+    frame_width: int = Field(ge=1)
+    sampling_rule: Literal["uniform", "segment_midpoint"]
+    sampling_formula: str
+    resize: str
+    normalization: Normalization
+
+
+class TokenCounts(_Model):
+    slow_frames: int
+    slow: int
+    separator: int
+    fast: int
+    total: int
+
+
+class SlowFast(_Model):
+    config: dict[str, Any]
+    token_counts: TokenCounts
+
+
+class Prompt(_Model):
+    template: str
+    text_before_video: str
+    text_after_video: str
+    question_placeholder: str
+    system: str | None
+    answer_prefix: str
+    bos_id: int | None
+    eos_ids: list[int] = Field(min_length=1)
+    tokenize: str
+
+
+class TensorSpec(_Model):
+    name: str | None = Field(None, description="the input/output name where the backend names them (Core ML)")
+    dtype: Literal["uint8", "int32", "int64", "float16", "float32"]
+    shape: list[int | str] = Field(description="ints, or a symbolic dimension: 'S' or a range 'lo..hi'")
+    layout: str | None = Field(None, description="e.g. 'tall_image': the T frames channel-planar, stacked along height")
+    meaning: str | None = None
+
+
+class Method(_Model):
+    artifact: str = Field(description="the bundle file that holds this method")
+    function: str | None = Field(None, description="Core ML: the function(s) of a multifunction package")
+    inputs: list[TensorSpec]
+    output: TensorSpec
+
+
+class Context(_Model):
+    max_seq_len: int = Field(ge=1, description="most rows one text_decoder call takes")
+    max_context_len: int = Field(ge=1, description="KV-cache positions")
+    text_allowance: int
+    max_new_tokens: int
+    prefill_chunk: int | None = Field(None, description="Core ML: rows per prefill call; remainders go through decode")
+
+
+class CoverageRow(_Model):
+    component: Literal["vision", "projector", "decoder", "embedding"]
+    name: str
+    kind: str
+    shape: list[int]
+    scheme: str
+    bits: int | None
+    group: int | None = Field(description="weights per scale; 0 = per output channel")
+    bits_per_weight: float
+    note: str = ""
+
+
+class QuantSummary(_Model):
+    layers: int
+    quantized: int
+    float: int
+    fallbacks: int
+    weights: int
+    bits_per_weight: float
+
+
+class Quantization(_Model):
+    recipe: str
+    description: str
+    summary: QuantSummary
+    coverage: list[CoverageRow]
+
+
+class Size(_Model):
+    artifact_bytes: dict[str, int] = Field(description="bytes per artifact file or package")
+    total_bytes: int
+    weights: int = Field(description="parameters the recipe covers")
+    floor_bytes: int = Field(description="the recipe's information floor: weights x bits per weight / 8")
+    ratio_to_floor: float | None
+
+
+class Export(_Model):
+    options: dict[str, Any] = Field(description="the backend options the bundle was exported with")
+    timings_s: dict[str, float]
+    peak_rss_gb: dict[str, float]
+    weights_dtype: dict[str, str]
+    source: str | None
+    overrides: dict[str, Any]
+    vision_tower: str | None
+
+
+# ---------------------------------------------------------------- backend sections
+
+class Delegation(_Model):
+    delegate_calls: int
+    outside_delegate: dict[str, int]
+
+
+class KernelLibraryUse(_Model):
+    name: str
+    provides: str
+    cmake: str
+    ios: str
+    android: str
+    python: str | None
+    methods: list[str]
+    operators: list[str]
+
+
+class ExecuTorchSection(_Model):
+    program: str = Field(description="the .pte file; every method is in it")
+    metadata_methods: dict[str, Any] = Field(description="constant methods the stock runner reads")
+    delegation: dict[str, Delegation]
+    kernel_libraries: list[KernelLibraryUse]
+
+
+class CoreMLState(_Model):
+    name: str = Field(description="the state's name in the package (the buffer name, dots as underscores)")
+    dtype: Literal["float16"]
+    shape: list[int]
+
+
+class CoreMLSection(_Model):
+    minimum_deployment_target: str
+    compute_precision: Literal["float16", "float32"]
+    packages: dict[str, str] = Field(description="method -> .mlpackage folder")
+    functions: dict[str, list[str]] = Field(description="package -> its functions")
+    states: list[CoreMLState]
+    call_sequence: str
+    mil_ops: dict[str, dict[str, int]] = Field(description="per package: MIL op type -> count")
+    slowfast_pool_ops: int = Field(description="MIL ops carrying the slowfast_pool composite's name prefix")
+    weight_bin_bytes: dict[str, int] = Field(description="per package: bytes of its weight.bin (the weights alone, "
+                                                         "without the program text)")
+    coremltools_version: str
+
+
+# ---------------------------------------------------------------- parity and the manifest
+
+class ParitySummary(_Model):
+    passed: bool = Field(alias="pass")
+    recipe: str
+    backend: str
+    engine: str = Field(description="what ran the artifact for this check")
+    cases: int
+    steps: int
+    teacher_tokens: int
+    reference_dtype: dict[str, str]
+    summary: dict[str, dict[str, dict[str, float]]]
+    runner_tokens_equal: bool | None = None
+
+
+class Manifest(_Model):
+    schema_version: Literal[2]
+    toolkit_version: str
+    backend: Backend
+    created_utc: str
+    model: ModelInfo
+    video: Video
+    slowfast: SlowFast
+    visual_tokens: int = Field(ge=1)
+    prompt: Prompt
+    artifacts: dict[str, str] = Field(description="role -> file in the bundle (tokenizer, golden, and the backend's)")
+    methods: dict[Literal["vision_encoder", "token_embedding", "text_decoder"], Method]
+    context: Context
+    quantization: Quantization
+    size: Size
+    export: Export
+    executorch: ExecuTorchSection | None = None
+    coreml: CoreMLSection | None = None
+    parity: ParitySummary | None = None
+
+    @model_validator(mode="after")
+    def _backend_section(self) -> "Manifest":
+        if getattr(self, self.backend) is None:
+            raise ValueError(f"backend {self.backend!r} needs its '{self.backend}' section")
+        other = "coreml" if self.backend == "executorch" else "executorch"
+        if getattr(self, other) is not None:
+            raise ValueError(f"a {self.backend} bundle has no '{other}' section")
+        if set(self.methods) != set(METHOD_NAMES):
+            raise ValueError(f"methods must be exactly {METHOD_NAMES}")
+        return self
+
+
+# ---------------------------------------------------------------- golden vectors
+
+class FrameIndexCases(_Model):
+    frames: int
+    rule: Literal["uniform", "segment_midpoint"]
+    cases: dict[str, list[int]] = Field(description="total frames -> sampled indices")
+
+
+class PatternFrame(_Model):
+    formula: str
+    height: int
+    width: int
+
+
+class ResizeSmall(_Model):
+    to: list[int]
+    uint8_hwc: list[int]
+
+
+class ResizeModel(_Model):
+    to: list[int]
+    sum: int
+    first_row_uint8_hwc: list[int]
+
+
+class Normalized(_Model):
+    sum: float
+    first_values_chw: list[float]
+
+
+class GoldenPrompt(_Model):
+    question: str
+    ids_before_video: list[int]
+    ids_after_video: list[int]
+
+
+class GoldenGreedy(_Model):
+    question: str
+    clip: str
+    clip_frames: int
+    engine: str
+    max_new_tokens: int
+    tokens: list[int]
+
+
+class Golden(_Model):
+    schema_version: Literal[2]
+    frame_indices: FrameIndexCases
+    frame_indices_segment_midpoint: FrameIndexCases
+    pattern_frame: PatternFrame
+    resize_small: ResizeSmall
+    resize_model: ResizeModel
+    normalized_model: Normalized
+    prompt: GoldenPrompt
+    greedy: GoldenGreedy
+
+
+# ---------------------------------------------------------------- reading, writing, schemas
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+def _read(path: Path, cls):
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SfllavaError(f"{path.parent} is not a bundle: no {path.name}") from None
+    except ValueError as e:
+        raise SfllavaError(f"cannot parse {path}: {e}") from None
+    if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+        raise SfllavaError(f"{path} has schema_version {data.get('schema_version')!r}; this toolkit "
+                           f"(sfllava-mobile {__version__}) reads {SCHEMA_VERSION}: re-export the bundle")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise SfllavaError(f"{path} does not match the bundle schema: {_first_error(e)}") from None
+
+
+def read_manifest(bundle: str | Path) -> Manifest:
+    return _read(Path(bundle) / "manifest.json", Manifest)
+
+
+def read_golden(bundle: str | Path, name: str = "golden.json") -> Golden:
+    return _read(Path(bundle) / name, Golden)
+
+
+def write(path: Path, model: _Model) -> None:
+    path.write_text(json.dumps(model.to_json(), indent=2) + "\n")
+
+
+SCHEMAS = {"manifest.schema.json": Manifest, "golden.schema.json": Golden}
+
+
+def json_schema(cls) -> dict:
+    schema = cls.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://sfllava-mobile/schema/v{SCHEMA_VERSION}/{cls.__name__.lower()}.schema.json"
+    return schema
+
+
+def write_schemas(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, cls in SCHEMAS.items():
+        p = folder / name
+        p.write_text(json.dumps(json_schema(cls), indent=2, sort_keys=True) + "\n")
+        out.append(p)
+    return out
+
+
+if __name__ == "__main__":  # python -m sfllava_mobile.manifest --write schema
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--write":
+        sys.exit("usage: python -m sfllava_mobile.manifest --write FOLDER")
+    for p in write_schemas(sys.argv[2]):
+        print(p)
