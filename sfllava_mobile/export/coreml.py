@@ -150,13 +150,13 @@ def build(ctx: BuildContext) -> Built:
         }
         del eps
     rows: list = []
-    compressed: dict[str, int] = {}
+    compressed: dict[str, list[str]] = {}
     with stage("quantize", t, p):
         for name, mlmodel in converted.items():
             known, home = names[name], _HOME[name]
             cfg, got = cq.plan(mlmodel, recipe, lambda fqn: _component(fqn) if fqn in known.values() else home, known)
             rows += got
-            compressed[PACKAGES[name]] = sum(r.bits is not None for r in got)
+            compressed[PACKAGES[name]] = sorted(cfg.op_name_configs) if cfg is not None else []
             converted[name] = cq.apply(mlmodel, cfg)
     s = coverage.summary(rows)
     log.info("coverage: %d weights, %d quantized (%d fallbacks), %d fp16; %.2f bits/weight\n%s", s["layers"],
@@ -178,7 +178,7 @@ def build(ctx: BuildContext) -> Built:
                  context={"prefill_chunk": opts.prefill_chunk})
 
 
-def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, int]) -> CoreMLSection:
+def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, list[str]]) -> CoreMLSection:
     """Functions, states, MIL op counts and the slowfast composite of the saved packages; refuses a
     package with an op type the Linux evaluator cannot run (parity would not cover it) or whose
     compressed weights are not the ones the coverage rows promise."""
@@ -198,9 +198,12 @@ def _inspect(folder: Path, opts, mil_eval, compressed: dict[str, int]) -> CoreML
         counts[pkg] = mil_eval.op_counts(program)
         fn = next(iter(program.functions.values()))
         held = sum(op.op_type.startswith("constexpr_") for op in fn.operations)
-        if held != compressed[pkg]:
+        if held != len(compressed[pkg]):
+            names = [op.name for op in fn.operations if op.op_type.startswith("constexpr_")]
+            lost = [c for c in compressed[pkg] if not any(n.startswith(c) for n in names)]
             raise SfllavaError(f"{pkg} holds {held} compressed weights but the quantization plan made "
-                               f"{compressed[pkg]}: coremltools skipped or added some; coverage would be wrong")
+                               f"{len(compressed[pkg])} (not compressed: {', '.join(lost[:4]) or '?'}): "
+                               f"coremltools skipped or added some; coverage would be wrong")
         if method == "vision_encoder":
             composite = sum(PREFIX in op.name for op in fn.operations)
         if method == "text_decoder":

@@ -18,6 +18,11 @@ from .recipes import Recipe
 
 WEIGHT_THRESHOLD = 2048  # coremltools' default: constants with more elements than this are weights
 _KINDS = {"linear": "linear", "conv": "conv", "gather": "embedding"}
+_ROLE = {"linear": "weight", "conv": "weight", "gather": "x"}  # the parameter a weight is fed as
+
+
+def _param(op_meta, const: str) -> str:
+    return next((p for p, v in op_meta.params_name_mapping.items() if v == const), "?")
 
 
 def _schemes(recipe: Recipe, component: str):
@@ -41,11 +46,15 @@ def plan(mlmodel, recipe: Recipe, component_of, names: dict[str, str]) -> tuple[
         shape = tuple(int(s) for s in meta.val.shape)
         kinds = {c.op_type for c in meta.child_ops}
         kind = _KINDS.get(next(iter(kinds))) if len(kinds) == 1 else None
+        # Only a linear/conv "weight" or a gather's table is a weight: the converter gives a linear
+        # without bias a zero bias, which coremltools lists (> threshold) but never quantizes.
+        if kind is not None and not all(c.params_name_mapping.get(_ROLE[c.op_type]) == const for c in meta.child_ops):
+            kind, kinds = None, {f"{c.op_type} (as {_param(c, const)})" for c in meta.child_ops}
         if scheme is None:
             rows.append(CoverageRow(component, fqn, kind or "table", shape, "fp16", None, None, 16.0, "recipe keeps fp16"))
         elif kind is None:
             rows.append(CoverageRow(component, fqn, "table", shape, "fp16", None, None, 16.0,
-                                    f"feeds {', '.join(sorted(kinds)) or 'nothing'}, not a linear/conv/gather: stays fp16"))
+                                    f"feeds {', '.join(sorted(kinds)) or 'nothing'}, not a linear/conv weight or a gather table: stays fp16"))
         elif len(shape) < 2 or shape[1] % scheme.group:
             ops[const] = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                                      weight_threshold=0)

@@ -18,10 +18,11 @@ class _Net(torch.nn.Module):
         self.fc2 = torch.nn.Linear(136, 64)  # width 136 is not a multiple of the block of 32
         self.up = torch.nn.Linear(32, 136)
         self.table = torch.nn.Parameter(torch.randn(64, 64))  # multiplied, not matmul'd: stays fp16
+        self.wide = torch.nn.Linear(64, 2112, bias=False)  # the converter adds a zero bias of 2112 > 2048
 
     def forward(self, ids):
         x = self.emb(ids) * self.table
-        return self.fc2(self.up(self.k_proj(x)))
+        return self.fc2(self.up(self.k_proj(x))) + self.wide(x)[..., :64]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,12 @@ def test_plan_covers_every_weight_and_the_package_holds_it(converted):
     assert by["k_proj.weight"].scheme == "int4-block32" and by["emb.weight"].scheme == "int4-block32"
     assert by["fc2.weight"].scheme == "int8-per-channel" and "136" in by["fc2.weight"].note
     assert by["table"].scheme == "fp16" and "not a linear" in by["table"].note
+    assert by["wide.weight"].scheme == "int4-block32"
+    bias = [r for r in rows if r.shape == (2112,)]
+    assert len(bias) == 1 and bias[0].scheme == "fp16" and "linear (as bias)" in bias[0].note
     q = cq.apply(ml, cfg)
     ops = [op for op in q._mil_program.functions["main"].operations if op.op_type.startswith("constexpr_")]
-    assert len(ops) == sum(r.bits is not None for r in rows) == 4
+    assert len(ops) == sum(r.bits is not None for r in rows) == 5
     params = dict(net.named_parameters())
     for op in ops:
         name = next(r.name for r in rows if op.name.startswith("p_" + r.name.replace(".", "_")))
