@@ -34,6 +34,8 @@ from coremltools.converters.mil.mil.block import Function
 from coremltools.converters.mil.mil.types.symbolic import any_symbolic
 from coremltools.converters.mil.mil.operation import Operation
 
+from sfllava_mobile.errors import SfllavaError
+
 _BASE_VI = Operation.value_inference
 
 
@@ -56,8 +58,6 @@ def np_dtype(var) -> np.dtype | None:
 
 def load_program(pkg: str, spec=None):
     """The package's spec and its MIL program (every function), weights read from the package."""
-    from sfllava_mobile.errors import SfllavaError
-
     try:
         spec = spec or ct.utils.load_spec(str(pkg))
         wdir = os.path.join(pkg, "Data", "com.apple.CoreML", "weights")
@@ -176,7 +176,7 @@ def _pool(op, env, kind):
     if pad_type == "same":
         pads = [_same_pads(x.shape[x.ndim - nsp + i], k[i], s[i]) for i in range(nsp)]
     if _p(op, "ceil_mode", env, False):
-        raise NotImplementedError("pool ceil_mode")
+        raise SfllavaError(f"mil_eval: {op.op_type} {op.name} uses ceil_mode, which the Linux evaluator does not run")
     exclude = bool(_p(op, "exclude_padding_from_average", env, False))
     lead = x.ndim - nsp
     fill = -np.inf if kind == "max" else 0.0
@@ -327,7 +327,8 @@ class MilInterpreter:
             else:  # symbolic shapes: rebuild the op on consts so type inference sees real shapes
                 outs, how = self._rebuild(op, env), "rebuild+value_inference"
         else:
-            raise NotImplementedError(f"mil_eval: no evaluator for op type {t!r} (op {op.name})")
+            raise SfllavaError(f"mil_eval: no evaluator for op type {t!r} (op {op.name}); parity cannot run this "
+                               f"package on Linux")
         if len(op.outputs) == 1:
             outs = (outs,)
         for var, val in zip(op.outputs, outs):
