@@ -164,12 +164,24 @@ def bench(bundle: str | Path, video: str | Path, steps: int = 32, engines: tuple
            "frames": manifest.video.frames, "visual_tokens": manifest.visual_tokens,
            "artifact_bytes": manifest.size.total_bytes, "engines": results,
            "engine_notes": {e: engine_note(e) for e in results}}
+    out["device"] = host_device()
     if art in results and "eager" in results:
         p, e = results[art], results["eager"]
         out["artifact_vs_eager"] = {k: (p[k] / e[k] if e.get(k) else None) for k in (
             "vision_encoder_s", "prefill_tokens_per_second", "decode_tokens_per_second", "time_to_first_token_s",
             "peak_rss_mb")}
-    return out
+    from .manifest import Bench
+
+    # The contract the phone apps' benchmark modes write too; a key an engine lacks is left out.
+    return Bench.model_validate(out).model_dump(mode="json", exclude_none=True)
+
+
+def host_device() -> dict:
+    import platform
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 if hasattr(os, "sysconf") else None
+    return {"name": platform.node() or "host", "os": f"{platform.system()} {platform.release()}",
+            "abi": platform.machine(), "memory_mb": mem}
 
 
 def plot(result: dict, path: str | Path) -> Path:

@@ -13,6 +13,7 @@ synthetic clip.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from .manifest import (SCHEMA_VERSION, Golden, Manifest, ModelInfo, Normalizatio
                        Video, read_golden, read_manifest)
 from .ops import slowfast_token_counts
 from .prompt import IMAGE_PLACEHOLDER, render
-from .video import normalize, resize_frames, sample_frame_indices
+from .video import normalize, resize_frames, sample_frame_indices, tall_image
+
 
 GOLDEN_QUESTION = "What is moving in the video?"
 GOLDEN_TOTALS = (1, 7, 50, 128, 301, 1800)
@@ -50,16 +52,22 @@ def video_section(cfg: ModelConfig, frames: int) -> Video:
                                     formula="(x / 255 - mean) / std", in_graph=True))
 
 
-def prompt_section(cfg: ModelConfig) -> Prompt:
+def eos_pieces(tokenizer, eos_ids) -> list[str]:
+    """What the runner hands its token callback for each EOS id (special tokens decode to themselves)."""
+    return [tokenizer.decode([e], skip_special_tokens=False) for e in eos_ids]
+
+
+def prompt_section(cfg: ModelConfig, tokenizer) -> Prompt:
     before, after = render(cfg.prompt, "{question}").split(IMAGE_PLACEHOLDER)
     return Prompt(template=cfg.prompt.template, text_before_video=before, text_after_video=after,
                   question_placeholder="{question}", system=cfg.prompt.system,
                   answer_prefix=cfg.prompt.answer_prefix, bos_id=cfg.text.bos_id, eos_ids=list(cfg.text.eos_ids),
+                  eos_pieces=eos_pieces(tokenizer, cfg.text.eos_ids),
                   tokenize="encode text_before_video and text_after_video (question substituted) separately, no "
                            "special tokens added; prepend bos_id when not null; the video rows go between them")
 
 
-def shared_sections(cfg: ModelConfig, frames: int) -> dict[str, Any]:
+def shared_sections(cfg: ModelConfig, frames: int, tokenizer) -> dict[str, Any]:
     """The manifest fields every backend's bundle has the same way."""
     counts = slowfast_token_counts(cfg.slowfast, frames, cfg.vision.grid)
     return {
@@ -69,8 +77,23 @@ def shared_sections(cfg: ModelConfig, frames: int) -> dict[str, Any]:
         "video": video_section(cfg, frames),
         "slowfast": SlowFast(config=cfg.to_dict()["slowfast"], token_counts=TokenCounts(**counts)),
         "visual_tokens": counts["total"],
-        "prompt": prompt_section(cfg),
+        "prompt": prompt_section(cfg, tokenizer),
     }
+
+
+PACKED_FORMULA = "(37*x + 91*y + 53*c + 17*t) % 256"
+
+
+def packed_frames(frames: int, height: int, width: int) -> torch.Tensor:
+    """``[T, H, W, 3]`` uint8 by ``PACKED_FORMULA``: the packing vector's input."""
+    return torch.stack([(pattern_frame(height, width).to(torch.int64) + 17 * t) % 256 for t in range(frames)]).to(torch.uint8)
+
+
+def runner_inputs(bos_id: int | None, text_before: str, text_after: str) -> list[dict]:
+    """The stock runner's inputs for one question: BOS as a token input (LLaMA templates), the text
+    before the video, the packed clip, the text after."""
+    head = [] if bos_id is None else [{"kind": "tokens", "tokens": [bos_id]}]
+    return head + [{"kind": "text", "text": text_before}, {"kind": "image"}, {"kind": "text", "text": text_after}]
 
 
 def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], engine: str) -> Golden:
@@ -84,6 +107,10 @@ def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], e
     norm = normalize(full, cfg.vision.image_mean, cfg.vision.image_std)
     ids = build_input_ids(tokenizer, cfg.prompt, cfg.text, GOLDEN_QUESTION)
     k = ids.index(-200)
+    text_before, text_after = render(cfg.prompt, GOLDEN_QUESTION).split(IMAGE_PLACEHOLDER)
+    h, w = cfg.vision.image_size
+    packed = tall_image(packed_frames(frames, h, w)).numpy().tobytes()
+    clip = tall_image(golden_clip(cfg, frames)).numpy().tobytes()
     return Golden.model_validate({
         "schema_version": SCHEMA_VERSION,
         "frame_indices": {"frames": frames, "rule": "uniform",
@@ -95,11 +122,24 @@ def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], e
         "resize_model": {"to": list(cfg.vision.image_size), "sum": int(full.to(torch.int64).sum()),
                          "first_row_uint8_hwc": full[0].flatten()[:48].tolist()},
         "normalized_model": {"sum": float(norm.sum()), "first_values_chw": norm.flatten()[:16].tolist()},
-        "prompt": {"question": GOLDEN_QUESTION, "ids_before_video": ids[:k], "ids_after_video": ids[k + 1:]},
+        "packed_clip": {"formula": PACKED_FORMULA, "frames": frames, "height": h, "width": w,
+                        "layout": "tall_image: [1, 3, T*H, W] uint8, channel-planar, frames stacked along height",
+                        "bytes": len(packed), "sha256": hashlib.sha256(packed).hexdigest(),
+                        "first_bytes": list(packed[:64])},
+        "prompt": {"question": GOLDEN_QUESTION, "ids_before_video": ids[:k], "ids_after_video": ids[k + 1:],
+                   "text_before_video": text_before, "text_after_video": text_after,
+                   "runner_inputs": runner_inputs(cfg.text.bos_id, text_before, text_after)},
         "greedy": {"question": GOLDEN_QUESTION, "clip": "synthetic_frames(frames, 96, 128) of sfllava_mobile.synthetic, "
                    "resized to the model's frame size", "clip_frames": frames, "engine": engine, "max_new_tokens": 8,
-                   "tokens": greedy_tokens},
+                   "tokens": greedy_tokens, "image_sha256": hashlib.sha256(clip).hexdigest()},
     })
+
+
+def golden_clip(cfg: ModelConfig, frames: int) -> torch.Tensor:
+    """The golden answer's clip: ``synthetic_frames(frames, 96, 128)`` resized to the model's frame size."""
+    from .synthetic import synthetic_frames
+
+    return resize_frames(torch.from_numpy(synthetic_frames(frames, 96, 128)), cfg.vision.image_size)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import __version__
 from .errors import SfllavaError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 METHOD_NAMES = ("vision_encoder", "token_embedding", "text_decoder")
 Backend = Literal["executorch", "coreml"]
 
@@ -81,6 +81,9 @@ class Prompt(_Model):
     answer_prefix: str
     bos_id: int | None
     eos_ids: list[int] = Field(min_length=1)
+    eos_pieces: list[str] = Field(min_length=1, description="the text the runner's token callback receives for each "
+                                                            "eos id, in the same order: how an app that sees only "
+                                                            "pieces recognises the end of the answer")
     tokenize: str
 
 
@@ -214,7 +217,7 @@ class ParitySummary(_Model):
 
 
 class Manifest(_Model):
-    schema_version: Literal[2]
+    schema_version: Literal[3]
     toolkit_version: str
     backend: Backend
     created_utc: str
@@ -275,10 +278,31 @@ class Normalized(_Model):
     first_values_chw: list[float]
 
 
+class RunnerInput(_Model):
+    kind: Literal["tokens", "text", "image"]
+    tokens: list[int] | None = None
+    text: str | None = None
+
+
 class GoldenPrompt(_Model):
     question: str
     ids_before_video: list[int]
     ids_after_video: list[int]
+    text_before_video: str = Field(description="the manifest's text_before_video as the runner gets it")
+    text_after_video: str = Field(description="text_after_video with the question substituted")
+    runner_inputs: list[RunnerInput] = Field(description="the ordered inputs an app gives the stock runner "
+                                                         "(the image is the packed clip)")
+
+
+class PackedClip(_Model):
+    formula: str = Field(description="uint8 value of frame t, row y, column x, channel c (before packing)")
+    frames: int
+    height: int
+    width: int
+    layout: str
+    bytes: int
+    sha256: str
+    first_bytes: list[int] = Field(description="the first 64 packed bytes")
 
 
 class GoldenGreedy(_Model):
@@ -288,18 +312,74 @@ class GoldenGreedy(_Model):
     engine: str
     max_new_tokens: int
     tokens: list[int]
+    image_sha256: str = Field(description="sha256 of the packed clip (tall image) the tokens were produced from")
 
 
 class Golden(_Model):
-    schema_version: Literal[2]
+    schema_version: Literal[3]
     frame_indices: FrameIndexCases
     frame_indices_segment_midpoint: FrameIndexCases
     pattern_frame: PatternFrame
     resize_small: ResizeSmall
     resize_model: ResizeModel
     normalized_model: Normalized
+    packed_clip: PackedClip
     prompt: GoldenPrompt
     greedy: GoldenGreedy
+
+
+# ---------------------------------------------------------------- bench reports
+
+class EngineRun(_Model):
+    """One engine's stage timings on one clip (seconds, tokens/s, MB). Keys an engine cannot
+    measure are left out (the phone runner times vision and prefill together, for example)."""
+
+    decode_video_s: float | None = None
+    preprocess_s: float | None = None
+    load_s: float | None = None
+    vision_encoder_s: float | None = None
+    prompt_tokens: int | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    generated_tokens: int | None = None
+    prefill_tokens_per_second: float | None = None
+    decode_tokens_per_second: float | None = None
+    time_to_first_token_s: float | None = None
+    wall_s: float | None = None
+    peak_rss_mb: float | None = None
+    note: str | None = None
+
+
+class EngineResult(EngineRun):
+    repeats: int | None = Field(None, description="runs behind these numbers (the medians) when more than one")
+    runs: list[EngineRun] | None = Field(None, description="every run, in order, when repeats > 1")
+
+
+class Device(_Model):
+    name: str = Field(description="where the numbers were taken: host name or phone model")
+    os: str
+    abi: str | None = None
+    memory_mb: int | None = None
+
+
+class Bench(_Model):
+    """``sfllava-mobile bench --json`` on a host and the apps' benchmark modes on a phone write this."""
+
+    bench_version: Literal[1] = 1
+    bundle: str
+    backend: Backend
+    video: str
+    steps: int
+    threads: int
+    model: str
+    recipe: str
+    frames: int
+    visual_tokens: int
+    artifact_bytes: int
+    device: Device | None = None
+    engines: dict[str, EngineResult]
+    engine_notes: dict[str, str]
+    artifact_vs_eager: dict[str, float | None] | None = None
 
 
 # ---------------------------------------------------------------- reading, writing, schemas
@@ -339,13 +419,14 @@ def write(path: Path, model: _Model) -> None:
     path.write_text(json.dumps(model.to_json(), indent=2) + "\n")
 
 
-SCHEMAS = {"manifest.schema.json": Manifest, "golden.schema.json": Golden}
+SCHEMAS = {"manifest.schema.json": Manifest, "golden.schema.json": Golden, "bench.schema.json": Bench}
 
 
 def json_schema(cls) -> dict:
     schema = cls.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://sfllava-mobile/schema/v{SCHEMA_VERSION}/{cls.__name__.lower()}.schema.json"
+    version = f"bench-v1" if cls is Bench else f"v{SCHEMA_VERSION}"
+    schema["$id"] = f"https://sfllava-mobile/schema/{version}/{cls.__name__.lower()}.schema.json"
     return schema
 
 

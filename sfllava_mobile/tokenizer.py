@@ -50,3 +50,22 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         self.backend.save(str(path))
+
+    def save_for_runner(self, path: str | Path, bos_id: int | None) -> None:
+        """Save a copy whose post-processor prepends ``bos_id`` when asked for special tokens.
+
+        ExecuTorch's C++ tokenizer adds BOS only through the post-processor (``encode(text, bos=1)``
+        applies it), and Android's ``LlmModule`` can ask for BOS only that way (``numBos``, no token
+        input). Our own encoding never adds special tokens, so this changes nothing on the Python side.
+        """
+        from tokenizers import Tokenizer as _T
+        from tokenizers.processors import TemplateProcessing
+
+        out = _T.from_str(self.backend.to_str())
+        if bos_id is not None and out.encode("x", add_special_tokens=True).ids[:1] != [bos_id]:
+            bos = out.id_to_token(bos_id)
+            if bos is None:
+                raise CheckpointError(f"bos_id {bos_id} is not in the tokenizer's vocabulary")
+            out.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1",
+                                                    special_tokens=[(bos, bos_id)])
+        out.save(str(path))

@@ -12,9 +12,9 @@ it (when that skips work) and decoding forward; only sampled frames are converte
 Rotation metadata is applied. A truncated file (demuxing stops with an error) is read up to its
 last whole packet, with a warning; a file with no decodable frame is refused.
 
-Preprocessing (``preprocess``): squash-resize to the model's frame size (bilinear, half-pixel
-centres, no antialias, computed in float32 and rounded half-to-even to uint8), then
-``(x / 255 - mean) / std``. Exports take the resized uint8 frames and normalize in-graph.
+Preprocessing (``preprocess``): squash-resize to the model's frame size (:func:`resize_frames`,
+whose float32 rule the Kotlin and Swift ports repeat bit for bit), then ``(x / 255 - mean) / std``.
+Exports take the resized uint8 frames and normalize in-graph.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import FRAME_RULES, ModelConfig
 from .errors import VideoError
@@ -192,14 +191,45 @@ def _as_uint8_frames(frames) -> torch.Tensor:
     return t
 
 
+def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per output index along one axis: (i0, i1, w0, w1), every step a float32 operation (see resize_frames)."""
+    f = np.float32
+    scale = f(n_in) / f(n_out)
+    src = np.maximum(scale * (np.arange(n_out, dtype=f) + f(0.5)) - f(0.5), f(0))
+    i0 = np.floor(src).astype(np.int64)
+    w1 = src - i0.astype(f)
+    return i0, np.minimum(i0 + 1, n_in - 1), f(1) - w1, w1
+
+
 def resize_frames(frames_uint8, size: tuple[int, int]) -> torch.Tensor:
-    """Squash-resize ``[T, H, W, 3]`` uint8 to ``size`` (H, W): bilinear, half-pixel, rounded to uint8."""
+    """Squash-resize ``[T, H, W, 3]`` uint8 to ``size`` (H, W): the project's bilinear rule.
+
+    Per axis, in float32: ``scale = in / out``; ``src = max(scale * (d + 0.5) - 0.5, 0)``;
+    ``i0 = floor(src)``, ``i1 = min(i0 + 1, in - 1)``, ``w1 = src - i0``, ``w0 = 1 - w1``. Per pixel,
+    in float32 and in this order: ``top = p(y0,x0)*wx0 + p(y0,x1)*wx1``, ``bottom = p(y1,x0)*wx0 +
+    p(y1,x1)*wx1``, ``v = top*wy0 + bottom*wy1``; the result is ``clamp(round_half_even(v), 0, 255)``.
+    Half-pixel centres, no antialiasing (torch's ``bilinear, align_corners=False`` up to float
+    rounding order). Written as explicit float32 steps so Kotlin/Swift ports match it exactly.
+    """
     t = _as_uint8_frames(frames_uint8)
     if tuple(t.shape[1:3]) == tuple(size):
         return t
-    x = t.permute(0, 3, 1, 2).to(torch.float32)
-    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    x = t.numpy().astype(np.float32)
+    y0, y1, wy0, wy1 = _axis(x.shape[1], size[0])
+    x0, x1, wx0, wx1 = _axis(x.shape[2], size[1])
+    wx0, wx1 = wx0[None, None, :, None], wx1[None, None, :, None]
+    rows0, rows1 = x[:, y0], x[:, y1]
+    top = rows0[:, :, x0] * wx0 + rows0[:, :, x1] * wx1
+    bottom = rows1[:, :, x0] * wx0 + rows1[:, :, x1] * wx1
+    v = top * wy0[None, :, None, None] + bottom * wy1[None, :, None, None]
+    return torch.from_numpy(np.clip(np.rint(v), 0, 255).astype(np.uint8))
+
+
+def tall_image(frames_uint8: torch.Tensor) -> torch.Tensor:
+    """``[T, H, W, 3]`` uint8 (already resized) -> ``[1, 3, T*H, W]``: channel-planar, frames stacked
+    along height; the layout ``vision_encoder`` takes and the apps' ``TallImage.pack`` writes."""
+    t, h, w, _ = frames_uint8.shape
+    return frames_uint8.permute(3, 0, 1, 2).reshape(1, 3, t * h, w).contiguous()
 
 
 def normalize(frames_uint8, mean, std) -> torch.Tensor:

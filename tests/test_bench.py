@@ -7,6 +7,16 @@ from sfllava_mobile.cli import main
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+def assert_valid_bench(report: dict) -> None:
+    """Against the committed schema the phone apps' benchmark modes write to as well."""
+    from jsonschema import Draft202012Validator
+
+    from .conftest import SCHEMA_DIR
+
+    errors = list(Draft202012Validator(json.loads((SCHEMA_DIR / "bench.schema.json").read_text())).iter_errors(report))
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:3]]
+
+
 def test_bench_all_engines_json_and_plot(exported_bundle, clip_path, tmp_path, capsys):
     bundle = exported_bundle("ours", "8da4w").bundle  # shared with the export tests
     png = tmp_path / "bench.png"
@@ -19,6 +29,7 @@ def test_bench_all_engines_json_and_plot(exported_bundle, clip_path, tmp_path, c
         assert e["decode_tokens_per_second"] > 0 and e["prefill_tokens_per_second"] > 0 and e["peak_rss_mb"] > 50
         assert e["prompt_tokens"] == r["engines"]["pte"]["prompt_tokens"] > r["visual_tokens"]
     assert r["artifact_vs_eager"]["decode_tokens_per_second"] > 0
+    assert_valid_bench(r)
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["-q", "bench", str(bundle), "--video", str(tmp_path / "none.mp4")]) == 2
 
@@ -29,6 +40,7 @@ def test_bench_coreml_says_what_its_seconds_mean(exported_bundle, clip_path, cap
     r = json.loads(capsys.readouterr().out)
     assert set(r["engines"]) == {"coreml", "eager"} and r["backend"] == "coreml"
     assert "not Core ML latency" in r["engine_notes"]["coreml"]
+    assert_valid_bench(r)
     c = r["engines"]["coreml"]
     assert c["prompt_tokens"] == r["engines"]["eager"]["prompt_tokens"] and c["decode_tokens_per_second"] > 0
     assert r["artifact_bytes"] == json.loads((e.bundle / "manifest.json").read_text())["size"]["total_bytes"] > 0

@@ -198,12 +198,25 @@ def test_preprocess_resizes_and_normalizes():
 
 
 def test_resize_frames_matches_the_stated_rule():
-    """Against a float64 plain-loop bilinear written from the manifest's resize rule (tests.test_bundle)."""
+    """Bit for bit against a plain-loop float32 twin written from the rule (tests.test_bundle): the
+    apps' ports are held to exact equality, so the reference must be exact too."""
     from .test_bundle import bilinear_half_pixel
 
     frames = torch.from_numpy(synthetic_frames(2, 30, 50))
-    for size in [(16, 24), (41, 77), (30, 20)]:
-        got = resize_frames(frames, size).numpy().astype(int)
+    for size in [(16, 24), (41, 77), (30, 20), (7, 3)]:
+        got = resize_frames(frames, size).numpy()
         for t in range(2):
-            want = bilinear_half_pixel(frames[t].numpy().astype(np.float64), *size).astype(int)
-            assert np.abs(got[t] - want).max() <= 1 and (got[t] == want).mean() > 0.95
+            np.testing.assert_array_equal(got[t], bilinear_half_pixel(frames[t].numpy(), *size))
+
+
+def test_resize_frames_is_torch_bilinear_up_to_rounding_order():
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 57, 91, 3), dtype=torch.uint8, generator=g)
+    ours = resize_frames(frames, (33, 140)).to(torch.int32)
+    ref = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(33, 140), mode="bilinear", align_corners=False)
+    ref = ref.round().clamp(0, 255).permute(0, 2, 3, 1).to(torch.int32)
+    assert (ours - ref).abs().max() <= 1 and (ours == ref).float().mean() > 0.999
+
+

@@ -19,7 +19,6 @@ from sfllava_mobile.fsutil import atomic_dir
 from sfllava_mobile.log import stage
 from sfllava_mobile.manifest import Context, Export, Manifest, QuantSummary, Quantization, Size, write
 from sfllava_mobile.memory import release
-from sfllava_mobile.synthetic import synthetic_frames
 
 from ..quantize import coverage, recipes
 from . import backend as backends
@@ -39,11 +38,10 @@ class ExportResult:
 def golden_tokens(driver, config, tokenizer, frames: int, steps: int = 8) -> list[int]:
     """Greedy tokens of an artifact's driver on the golden clip and question (``bundle.golden``)."""
     from sfllava_mobile.prompt import IMAGE_SENTINEL, build_input_ids
-    from sfllava_mobile.video import resize_frames
 
     from .parity import Case, record
 
-    clip = resize_frames(torch.from_numpy(synthetic_frames(frames, 96, 128)), config.vision.image_size)
+    clip = bundle.golden_clip(config, frames)
     ids = build_input_ids(tokenizer, config.prompt, config.text, bundle.GOLDEN_QUESTION)
     k = ids.index(IMAGE_SENTINEL)
     limit = min(tokenizer.vocab_size, config.text.vocab_size)
@@ -84,7 +82,7 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
     with atomic_dir(out, overwrite=config.overwrite) as tmp:
         ctx = backends.BuildContext(model, tmp, r, recipe, config.options, inplace, timings, peaks)
         built = be.build(ctx)
-        tokenizer.save(tmp / "tokenizer.json")
+        tokenizer.save_for_runner(tmp / "tokenizer.json", cfg.text.bos_id)
         summary = coverage.summary(built.coverage)
         floor = int(sum(torch.Size(row.shape).numel() * row.bits_per_weight / 8 for row in built.coverage))
         sizes = {name: bundle.artifact_bytes(tmp / name) for name in sorted(set(built.artifacts.values()))}
@@ -94,7 +92,7 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
                              source=str(Path(source).resolve()) if source else None, overrides=overrides or {},
                              vision_tower=str(Path(vision_tower).resolve()) if vision_tower else None)
         manifest = Manifest(
-            **bundle.shared_sections(cfg, r.frames), backend=config.backend, artifacts=artifacts, methods=built.methods,
+            **bundle.shared_sections(cfg, r.frames, tokenizer), backend=config.backend, artifacts=artifacts, methods=built.methods,
             context=Context(max_seq_len=r.max_seq_len, max_context_len=r.max_context_len,
                             text_allowance=config.text_allowance, max_new_tokens=config.max_new_tokens, **built.context),
             quantization=Quantization(recipe=recipe.name, description=recipe.description,

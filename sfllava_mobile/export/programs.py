@@ -19,6 +19,7 @@ from torch import nn
 
 from sfllava_mobile.model.kv_decoder import AttentionFactory, KVCacheDecoder
 from sfllava_mobile.model.video_llm import visual_rows
+from sfllava_mobile.video import tall_image  # noqa: F401  (re-exported: the programs' input layout)
 
 
 def _maybe_copy(module, copy_weights: bool):
@@ -42,12 +43,6 @@ class VisionEncoderProgram(nn.Module):
         x = image.reshape(3, self.frames, self.height, self.width).permute(1, 0, 2, 3)
         x = (x.to(torch.float32) / 255.0 - self.mean) / self.std
         return visual_rows(x, self.vision_tower, self.projector, self.separator, self.config).unsqueeze(0)
-
-
-def tall_image(frames_uint8: torch.Tensor) -> torch.Tensor:
-    """``[T, H, W, 3]`` uint8 (already resized) -> ``[1, 3, T*H, W]``: frames stacked along height."""
-    t, h, w, _ = frames_uint8.shape
-    return frames_uint8.permute(3, 0, 1, 2).reshape(1, 3, t * h, w).contiguous()
 
 
 class TokenEmbeddingProgram(nn.Module):

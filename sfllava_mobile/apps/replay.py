@@ -1,0 +1,56 @@
+"""Feeding the Android app's ``LlmModule`` calls (written by the Kotlin ``replay`` program from the
+app's own ``core`` code) to ExecuTorch's C++ ``MultimodalRunner``, the engine inside ``LlmModule``.
+
+``LlmModule`` makes the calls one by one (``prefillPrompt``, ``prefillImages``, ``generate``); the
+runner prefills them in order at the running position and adds the constructor's ``numBos`` BOS
+tokens to the first text only. The Python binding's ``generate(inputs, config)`` runs the same
+prefills in the same order with ``config.num_bos`` on the first text, so the tokens it produces are
+the tokens the phone's runner produces for those inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SfllavaError
+from ..export.executorch_runtime import raw_piece_tokenizer
+from ..export.native_io import native_quiet, stdout_to_stderr
+
+
+def load_calls(folder: Path) -> dict:
+    calls = json.loads((folder / "calls.json").read_text())
+    kinds = [c["call"] for c in calls["calls"]]
+    if kinds[-1:] != ["generate"] or kinds.count("generate") != 1:
+        raise SfllavaError(f"the calls must end with one generate(), got {kinds}")
+    return calls
+
+
+def replay(bundle: Path, folder: Path, max_new_tokens: int) -> list[str]:
+    """Raw pieces (the tokenizer's vocab strings, no decoder) the runner streams for the calls, up to EOS."""
+    from executorch.extension.llm.runner import GenerationConfig, MultimodalRunner, make_image_input, make_text_input
+
+    from ..export.kernels import register_all
+
+    calls = load_calls(folder)
+    inputs = []
+    for c in calls["calls"]:
+        if c["call"] == "prefillImages":
+            raw = np.frombuffer((folder / c["file"]).read_bytes(), dtype=np.uint8)
+            if raw.size != c["channels"] * c["height"] * c["width"]:
+                raise SfllavaError(f"{c['file']} has {raw.size} bytes, not {c['channels']}x{c['height']}x{c['width']}")
+            inputs.append(make_image_input(torch.from_numpy(raw.copy()).reshape(c["channels"], c["height"], c["width"])))
+        else:
+            inputs.append(make_text_input(c["text"]))
+    register_all()
+    pieces: list[str] = []
+    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False, num_bos=calls["num_bos"])
+    with tempfile.TemporaryDirectory() as d, native_quiet(), stdout_to_stderr():
+        # Raw pieces: a random-weight answer is often not valid UTF-8 text (raw_piece_tokenizer).
+        runner = MultimodalRunner(str(bundle / "model.pte"), str(raw_piece_tokenizer(bundle / "tokenizer.json", Path(d))))
+        runner.generate(inputs, config, pieces.append, lambda stats: None)
+    return pieces
