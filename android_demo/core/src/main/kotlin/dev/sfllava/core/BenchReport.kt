@@ -13,7 +13,9 @@ data class DeviceInfo(val name: String, val os: String, val abi: String?, val me
  */
 object BenchReport {
     const val ENGINE = "android_llmmodule"
-    const val ENGINE_NOTE = "ExecuTorch LlmModule (org.pytorch:executorch-android, XNNPACK) on the phone's CPU"
+    const val ENGINE_NOTE =
+        "ExecuTorch LlmModule (org.pytorch:executorch-android, XNNPACK) on the phone's CPU; " +
+            "prefill_s includes the vision encoder; decode stops at EOS, as the host runner engine's does"
 
     fun build(
         manifest: Manifest,
@@ -22,7 +24,7 @@ object BenchReport {
         steps: Int,
         threads: Int,
         device: DeviceInfo,
-        runs: List<Map<String, Any>>,
+        runs: List<Map<String, Any>>
     ): String {
         require(runs.isNotEmpty()) { "no runs to report" }
         val engine = JsonObject()
@@ -58,7 +60,7 @@ object BenchReport {
                 addProperty("os", device.os)
                 device.abi?.let { addProperty("abi", it) }
                 device.memoryMb?.let { addProperty("memory_mb", it) }
-            },
+            }
         )
         root.add("engines", JsonObject().apply { add(ENGINE, engine) })
         root.add("engine_notes", JsonObject().apply { addProperty(ENGINE, ENGINE_NOTE) })
@@ -67,16 +69,15 @@ object BenchReport {
 
     private val INT_KEYS = setOf("prompt_tokens", "generated_tokens")
 
-    private fun toJson(run: Map<String, Any>): JsonObject =
-        JsonObject().apply {
-            for ((k, v) in run.toSortedMap()) {
-                when (v) {
-                    is Int, is Long -> addProperty(k, (v as Number).toLong())
-                    is Number -> addProperty(k, v.toDouble())
-                    is String -> addProperty(k, v)
-                }
+    private fun toJson(run: Map<String, Any>): JsonObject = JsonObject().apply {
+        for ((k, v) in run.toSortedMap()) {
+            when (v) {
+                is Int, is Long -> addProperty(k, (v as Number).toLong())
+                is Number -> addProperty(k, v.toDouble())
+                is String -> addProperty(k, v)
             }
         }
+    }
 
     fun median(values: List<Double>): Double {
         val s = values.sorted()

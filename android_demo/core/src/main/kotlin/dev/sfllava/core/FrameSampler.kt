@@ -3,13 +3,12 @@ package dev.sfllava.core
 /** How frames are chosen from a clip; [wire] is the name the manifest uses. */
 enum class SamplingRule(val wire: String) {
     UNIFORM("uniform"),
-    SEGMENT_MIDPOINT("segment_midpoint"),
+    SEGMENT_MIDPOINT("segment_midpoint")
     ;
 
     companion object {
-        fun fromWire(name: String): SamplingRule =
-            entries.firstOrNull { it.wire == name }
-                ?: throw BundleException("unknown frame sampling rule '$name' (known: ${entries.joinToString { it.wire }})")
+        fun fromWire(name: String): SamplingRule = entries.firstOrNull { it.wire == name }
+            ?: throw BundleException("unknown frame sampling rule '$name' (known: ${entries.joinToString { it.wire }})")
     }
 }
 
@@ -26,6 +25,7 @@ object FrameSampler {
         return when (rule) {
             SamplingRule.UNIFORM ->
                 IntArray(numFrames) { i -> ((2L * i + 1) * totalFrames / (2L * numFrames)).toInt() }
+
             SamplingRule.SEGMENT_MIDPOINT -> {
                 val n = minOf(totalFrames, numFrames)
                 val seg = (totalFrames - 1).toDouble() / n

@@ -4,14 +4,7 @@ data class FrameIndexCases(val frames: Int, val rule: SamplingRule, val cases: M
 
 data class ResizeVector(val height: Int, val width: Int, val uint8Hwc: IntArray?, val sum: Long?, val firstRow: IntArray?)
 
-data class PackedClipVector(
-    val frames: Int,
-    val height: Int,
-    val width: Int,
-    val bytes: Int,
-    val sha256: String,
-    val firstBytes: IntArray,
-)
+data class PackedClipVector(val frames: Int, val height: Int, val width: Int, val bytes: Int, val sha256: String, val firstBytes: IntArray)
 
 /** One input to the stock runner, in order: BOS tokens, text, or the packed clip. */
 sealed class RunnerInput {
@@ -24,12 +17,7 @@ sealed class RunnerInput {
     }
 }
 
-data class GoldenPrompt(
-    val question: String,
-    val textBeforeVideo: String,
-    val textAfterVideo: String,
-    val runnerInputs: List<RunnerInput>,
-)
+data class GoldenPrompt(val question: String, val textBeforeVideo: String, val textAfterVideo: String, val runnerInputs: List<RunnerInput>)
 
 data class GoldenGreedy(val question: String, val clipFrames: Int, val maxNewTokens: Int, val tokens: List<Int>, val imageSha256: String)
 
@@ -43,7 +31,7 @@ data class Golden(
     val resizeModel: ResizeVector,
     val packedClip: PackedClipVector,
     val prompt: GoldenPrompt,
-    val greedy: GoldenGreedy,
+    val greedy: GoldenGreedy
 ) {
     companion object {
         fun parse(json: String): Golden {
@@ -70,21 +58,28 @@ data class Golden(
                     },
                 packedClip =
                     PackedClipVector(
-                        packed.int("frames"), packed.int("height"), packed.int("width"), packed.int("bytes"),
-                        packed.string("sha256"), packed.ints("first_bytes"),
+                        packed.int("frames"),
+                        packed.int("height"),
+                        packed.int("width"),
+                        packed.int("bytes"),
+                        packed.string("sha256"),
+                        packed.ints("first_bytes")
                     ),
                 prompt =
                     GoldenPrompt(
                         question = p.string("question"),
                         textBeforeVideo = p.string("text_before_video"),
                         textAfterVideo = p.string("text_after_video"),
-                        runnerInputs = p.objects("runner_inputs").map { runnerInput(it) },
+                        runnerInputs = p.objects("runner_inputs").map { runnerInput(it) }
                     ),
                 greedy =
                     GoldenGreedy(
-                        greedy.string("question"), greedy.int("clip_frames"), greedy.int("max_new_tokens"),
-                        greedy.ints("tokens").toList(), greedy.string("image_sha256"),
-                    ),
+                        greedy.string("question"),
+                        greedy.int("clip_frames"),
+                        greedy.int("max_new_tokens"),
+                        greedy.ints("tokens").toList(),
+                        greedy.string("image_sha256")
+                    )
             )
         }
 
@@ -96,15 +91,14 @@ data class Golden(
                 cases =
                     cases.keys().associate { k ->
                         (k.toIntOrNull() ?: throw BundleException("golden frame index case '$k' is not a frame count")) to cases.ints(k)
-                    },
+                    }
             )
         }
 
-        private fun runnerInput(f: JsonFields): RunnerInput =
-            when (f.requireOneOf("kind", listOf("tokens", "text", "image"))) {
-                "tokens" -> RunnerInput.Tokens(f.ints("tokens").toList())
-                "text" -> RunnerInput.Text(f.string("text"))
-                else -> RunnerInput.Image
-            }
+        private fun runnerInput(f: JsonFields): RunnerInput = when (f.requireOneOf("kind", listOf("tokens", "text", "image"))) {
+            "tokens" -> RunnerInput.Tokens(f.ints("tokens").toList())
+            "text" -> RunnerInput.Text(f.string("text"))
+            else -> RunnerInput.Image
+        }
     }
 }

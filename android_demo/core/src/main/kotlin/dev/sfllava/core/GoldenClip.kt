@@ -33,13 +33,12 @@ object GoldenClip {
         syntheticFrames(numFrames, 96, 128).map { FrameResizer.resize(it, 128, 96, outWidth, outHeight) }
 
     /** Frame t of the packing vector: value (37*x + 91*y + 53*c + 17*t) % 256. */
-    fun patternFrames(numFrames: Int, height: Int, width: Int): List<ByteArray> =
-        List(numFrames) { t ->
-            ByteArray(height * width * 3) { i ->
-                val c = i % 3
-                val x = (i / 3) % width
-                val y = i / 3 / width
-                ((37 * x + 91 * y + 53 * c + 17 * t) % 256).toByte()
-            }
+    fun patternFrames(numFrames: Int, height: Int, width: Int): List<ByteArray> = List(numFrames) { t ->
+        ByteArray(height * width * 3) { i ->
+            val c = i % 3
+            val x = (i / 3) % width
+            val y = i / 3 / width
+            ((37 * x + 91 * y + 53 * c + 17 * t) % 256).toByte()
         }
+    }
 }

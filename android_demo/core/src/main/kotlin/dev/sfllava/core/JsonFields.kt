@@ -87,17 +87,15 @@ internal class JsonFields(private val obj: JsonObject, private val path: String)
         return DoubleArray(a.size()) { i -> a[i].asDouble }
     }
 
-    fun strings(key: String): List<String> =
-        array(key).mapIndexed { i, e ->
-            if (!e.isJsonPrimitive || !(e as JsonPrimitive).isString) fail("$key[$i]", "expected a string")
-            e.asString
-        }
+    fun strings(key: String): List<String> = array(key).mapIndexed { i, e ->
+        if (!e.isJsonPrimitive || !(e as JsonPrimitive).isString) fail("$key[$i]", "expected a string")
+        e.asString
+    }
 
-    fun objects(key: String): List<JsonFields> =
-        array(key).mapIndexed { i, e ->
-            if (!e.isJsonObject) fail("$key[$i]", "expected an object")
-            JsonFields(e.asJsonObject, "$path.$key[$i]")
-        }
+    fun objects(key: String): List<JsonFields> = array(key).mapIndexed { i, e ->
+        if (!e.isJsonObject) fail("$key[$i]", "expected an object")
+        JsonFields(e.asJsonObject, "$path.$key[$i]")
+    }
 
     fun bool(key: String): Boolean {
         val e = get(key)
@@ -106,19 +104,15 @@ internal class JsonFields(private val obj: JsonObject, private val path: String)
     }
 
     /** An array of numbers and strings, each as text (tensor shapes mix ints and symbolic dims). */
-    fun scalarsAsText(key: String): List<String> =
-        array(key).mapIndexed { i, e ->
-            if (!e.isJsonPrimitive) fail("$key[$i]", "expected a number or a string")
-            val p = e as JsonPrimitive
-            if (p.isNumber) p.asLong.toString() else p.asString
-        }
+    fun scalarsAsText(key: String): List<String> = array(key).mapIndexed { i, e ->
+        if (!e.isJsonPrimitive) fail("$key[$i]", "expected a number or a string")
+        val p = e as JsonPrimitive
+        if (p.isNumber) p.asLong.toString() else p.asString
+    }
 
     fun keys(): Set<String> = obj.keySet()
 
-    fun requireOneOf(
-        key: String,
-        allowed: Collection<String>,
-    ): String {
+    fun requireOneOf(key: String, allowed: Collection<String>): String {
         val v = string(key)
         if (v !in allowed) fail(key, "'$v' is not one of ${allowed.joinToString()}")
         return v

@@ -11,7 +11,7 @@ data class VideoSpec(
     val frameHeight: Int,
     val frameWidth: Int,
     val samplingRule: SamplingRule,
-    val normalizationInGraph: Boolean,
+    val normalizationInGraph: Boolean
 )
 
 data class PromptSpec(
@@ -23,7 +23,7 @@ data class PromptSpec(
     val answerPrefix: String,
     val bosId: Int?,
     val eosIds: List<Int>,
-    val eosPieces: List<String>,
+    val eosPieces: List<String>
 )
 
 data class TensorSpec(val dtype: String, val shape: List<String>, val layout: String?)
@@ -51,7 +51,7 @@ data class Manifest(
     val context: ContextSpec,
     val recipe: String,
     val totalBytes: Long,
-    val executorch: ExecuTorchSpec?,
+    val executorch: ExecuTorchSpec?
 ) {
     companion object {
         /** Parses and checks `manifest.json`; a bundle of another schema version or shape is a [BundleException]. */
@@ -61,7 +61,7 @@ data class Manifest(
             if (version != SCHEMA_VERSION) {
                 throw BundleException(
                     "manifest has schema_version $version; this app reads $SCHEMA_VERSION: " +
-                        "re-export the bundle with a matching sfllava-mobile",
+                        "re-export the bundle with a matching sfllava-mobile"
                 )
             }
             val backend = m.requireOneOf("backend", listOf("executorch", "coreml"))
@@ -83,7 +83,7 @@ data class Manifest(
                     frameHeight = v.int("frame_height"),
                     frameWidth = v.int("frame_width"),
                     samplingRule = SamplingRule.fromWire(v.string("sampling_rule")),
-                    normalizationInGraph = v.obj("normalization").bool("in_graph"),
+                    normalizationInGraph = v.obj("normalization").bool("in_graph")
                 )
             if (video.frames < 1 || video.frameHeight < 1 || video.frameWidth < 1) {
                 throw BundleException("manifest.video: frames and frame size must be positive")
@@ -106,7 +106,7 @@ data class Manifest(
                         answerPrefix = p.string("answer_prefix"),
                         bosId = p.intOrNull("bos_id"),
                         eosIds = eosIds,
-                        eosPieces = eosPieces,
+                        eosPieces = eosPieces
                     ),
                 artifacts = artifacts.keys().associateWith { artifacts.string(it) },
                 methods = METHOD_NAMES.associateWith { parseMethod(methods.obj(it)) },
@@ -115,41 +115,41 @@ data class Manifest(
                         maxSeqLen = c.int("max_seq_len"),
                         maxContextLen = c.int("max_context_len"),
                         textAllowance = c.int("text_allowance"),
-                        maxNewTokens = c.int("max_new_tokens"),
+                        maxNewTokens = c.int("max_new_tokens")
                     ),
                 recipe = m.obj("quantization").string("recipe"),
                 totalBytes = m.obj("size").long("total_bytes"),
-                executorch = if (backend == "executorch") parseExecuTorch(m.obj("executorch")) else null,
+                executorch = if (backend == "executorch") parseExecuTorch(m.obj("executorch")) else null
             )
         }
 
-        private fun parseTensor(t: JsonFields) =
-            TensorSpec(
-                dtype = t.requireOneOf("dtype", listOf("uint8", "int32", "int64", "float16", "float32")),
-                shape = t.scalarsAsText("shape"),
-                layout = if (t.has("layout")) t.string("layout") else null,
-            )
+        private fun parseTensor(t: JsonFields) = TensorSpec(
+            dtype = t.requireOneOf("dtype", listOf("uint8", "int32", "int64", "float16", "float32")),
+            shape = t.scalarsAsText("shape"),
+            layout = if (t.has("layout")) t.string("layout") else null
+        )
 
-        private fun parseMethod(f: JsonFields) =
-            MethodSpec(
-                artifact = f.string("artifact"),
-                inputs = f.objects("inputs").map { parseTensor(it) },
-                output = parseTensor(f.obj("output")),
-            )
+        private fun parseMethod(f: JsonFields) = MethodSpec(
+            artifact = f.string("artifact"),
+            inputs = f.objects("inputs").map { parseTensor(it) },
+            output = parseTensor(f.obj("output"))
+        )
 
-        private fun parseExecuTorch(e: JsonFields) =
-            ExecuTorchSpec(
-                program = e.string("program"),
-                kernelLibraries =
-                    e.objects("kernel_libraries").map {
-                        KernelLibrary(it.string("name"), it.string("android"), it.string("ios"), it.strings("methods"))
-                    },
-            )
+        private fun parseExecuTorch(e: JsonFields) = ExecuTorchSpec(
+            program = e.string("program"),
+            kernelLibraries =
+                e.objects("kernel_libraries").map {
+                    KernelLibrary(it.string("name"), it.string("android"), it.string("ios"), it.strings("methods"))
+                }
+        )
     }
 
     /** The bundle file holding the ExecuTorch program. */
     fun programFile(): String =
         executorch?.program ?: throw BundleException("this is a $backend bundle; the Android app runs ExecuTorch bundles")
+
+    /** BOS tokens to ask `LlmModule` for at construction (its only way to add BOS). */
+    val numBos: Int get() = if (prompt.bosId == null) 0 else 1
 
     /** The image the runner gets: width W, height T*H, 3 channels. */
     fun packedImageSize(): Pair<Int, Int> = video.frameWidth to TallImage.packedHeight(video.frames, video.frameHeight)

@@ -20,10 +20,14 @@ class PromptPlan private constructor(
     /** Tokens the app lets the runner produce before it stops it (the manifest's `max_new_tokens`). */
     val maxNewTokens: Int,
     /** `seqLen` for `LlmModule.generate`: the runner stops at min(seqLen, context) minus prompt length. */
-    val seqLen: Int,
+    val seqLen: Int
 ) {
     /** BOS tokens to request from the runner (`LlmModule(..., numBos, numEos)`). */
     val numBos: Int get() = if (bosId == null) 0 else 1
+
+    init {
+        require(maxNewTokens >= 1) { "maxNewTokens must be >= 1" }
+    }
 
     val inputs: List<RunnerInput>
         get() =
@@ -38,10 +42,7 @@ class PromptPlan private constructor(
         const val IMAGE_PLACEHOLDER = "<image>"
 
         /** Fails with a [BundleException] on a blank question or one holding the video placeholder. */
-        fun build(
-            manifest: Manifest,
-            question: String,
-        ): PromptPlan {
+        fun build(manifest: Manifest, question: String): PromptPlan {
             // Python's str.strip(): Unicode whitespace at both ends.
             val q = question.trim { it.isWhitespace() }
             if (q.isEmpty()) throw BundleException("ask a question first")
@@ -58,7 +59,7 @@ class PromptPlan private constructor(
                 eosIds = p.eosIds,
                 eosPieces = p.eosPieces,
                 maxNewTokens = manifest.context.maxNewTokens,
-                seqLen = manifest.context.maxContextLen,
+                seqLen = manifest.context.maxContextLen
             )
         }
     }

@@ -17,17 +17,23 @@ sealed class RunnerCall {
 }
 
 /** The `LlmModule` calls for [plan] on a bundle described by [manifest]. */
-fun runnerCalls(
-    plan: PromptPlan,
-    manifest: Manifest,
-): List<RunnerCall> {
+fun runnerCalls(plan: PromptPlan, manifest: Manifest): List<RunnerCall> {
     val (w, h) = manifest.packedImageSize()
     val inputs = plan.inputs
     return inputs.mapIndexedNotNull { i, input ->
         when (input) {
-            is RunnerInput.Tokens -> null // LlmModule takes no token ids: numBos at construction adds BOS
+            is RunnerInput.Tokens -> null
+
+            // LlmModule takes no token ids: numBos at construction adds BOS
             // The last input (the text after the question) starts generation.
-            is RunnerInput.Text -> if (i == inputs.lastIndex) RunnerCall.Generate(input.text, plan.seqLen) else RunnerCall.PrefillText(input.text)
+            is RunnerInput.Text -> if (i ==
+                inputs.lastIndex
+            ) {
+                RunnerCall.Generate(input.text, plan.seqLen)
+            } else {
+                RunnerCall.PrefillText(input.text)
+            }
+
             RunnerInput.Image -> RunnerCall.PrefillImage(w, h, 3)
         }
     }

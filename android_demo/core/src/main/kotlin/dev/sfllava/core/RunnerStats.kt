@@ -11,7 +11,7 @@ data class RunnerStats(
     val inferenceStartMs: Long,
     val promptEvalEndMs: Long,
     val firstTokenMs: Long,
-    val inferenceEndMs: Long,
+    val inferenceEndMs: Long
 ) {
     /** Decode rate over the tokens after the first, as the runner itself measures it. */
     val decodeTokensPerSecond: Double
@@ -28,7 +28,7 @@ data class RunnerStats(
                 inferenceStartMs = s.long("inference_start_ms"),
                 promptEvalEndMs = s.long("prompt_eval_end_ms"),
                 firstTokenMs = s.long("first_token_ms"),
-                inferenceEndMs = s.long("inference_end_ms"),
+                inferenceEndMs = s.long("inference_end_ms")
             )
         }
     }
@@ -46,29 +46,28 @@ data class AnswerTiming(
     val endMs: Long,
     val stats: RunnerStats?,
     val loadSeconds: Double? = null,
-    val peakRssMb: Double? = null,
+    val peakRssMb: Double? = null
 ) {
     val timeToFirstTokenSeconds: Double get() = (firstTokenMs - startMs) / 1000.0
 
     /** Vision encoder and text prefill together: the runner runs the encoder inside its image prefill. */
     val prefillSeconds: Double get() = (firstTokenMs - packedMs) / 1000.0
 
-    fun toEngineRun(): Map<String, Any> =
-        buildMap {
-            put("decode_video_s", (framesDecodedMs - startMs) / 1000.0)
-            put("preprocess_s", (packedMs - framesDecodedMs) / 1000.0)
-            put("prefill_s", prefillSeconds)
-            put("time_to_first_token_s", timeToFirstTokenSeconds)
-            put("wall_s", (endMs - startMs) / 1000.0)
-            loadSeconds?.let { put("load_s", it) }
-            peakRssMb?.let { put("peak_rss_mb", it) }
-            stats?.let {
-                put("prompt_tokens", it.promptTokens)
-                put("generated_tokens", it.generatedTokens)
-                put("decode_s", it.decodeSeconds)
-                put("decode_tokens_per_second", it.decodeTokensPerSecond)
-                if (prefillSeconds > 0) put("prefill_tokens_per_second", it.promptTokens / prefillSeconds)
-            }
-            put("note", "prefill_s includes vision_encoder (the runner encodes the clip inside its image prefill)")
+    fun toEngineRun(): Map<String, Any> = buildMap {
+        put("decode_video_s", (framesDecodedMs - startMs) / 1000.0)
+        put("preprocess_s", (packedMs - framesDecodedMs) / 1000.0)
+        put("prefill_s", prefillSeconds)
+        put("time_to_first_token_s", timeToFirstTokenSeconds)
+        put("wall_s", (endMs - startMs) / 1000.0)
+        loadSeconds?.let { put("load_s", it) }
+        peakRssMb?.let { put("peak_rss_mb", it) }
+        stats?.let {
+            put("prompt_tokens", it.promptTokens)
+            put("generated_tokens", it.generatedTokens)
+            put("decode_s", it.decodeSeconds)
+            put("decode_tokens_per_second", it.decodeTokensPerSecond)
+            if (prefillSeconds > 0) put("prefill_tokens_per_second", it.promptTokens / prefillSeconds)
         }
+        put("note", "prefill_s includes vision_encoder (the runner encodes the clip inside its image prefill)")
+    }
 }

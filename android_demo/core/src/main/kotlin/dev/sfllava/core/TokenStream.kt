@@ -19,7 +19,7 @@ class TokenStream(
     private val maxNewTokens: Int,
     private val batchMillis: Long = 50,
     private val clockMillis: () -> Long = { System.nanoTime() / 1_000_000 },
-    private val onUpdate: (String) -> Unit = {},
+    private val onUpdate: (String) -> Unit = {}
 ) {
     private val eos = eosPieces.filter { it.isNotEmpty() }
     private val text = StringBuilder()
@@ -73,10 +73,7 @@ class TokenStream(
     }
 
     /** [all]: the held bytes followed by the new ones. */
-    private fun appendComplete(
-        all: ByteArray,
-        final: Boolean,
-    ) {
+    private fun appendComplete(all: ByteArray, final: Boolean) {
         val cut = if (final) all.size else completePrefix(all)
         text.append(decode(all, cut))
         pending = all.copyOfRange(cut, all.size)
@@ -113,10 +110,7 @@ class TokenStream(
             return n
         }
 
-        private fun decode(
-            b: ByteArray,
-            length: Int,
-        ): String {
+        private fun decode(b: ByteArray, length: Int): String {
             val decoder =
                 StandardCharsets.UTF_8.newDecoder()
                     .onMalformedInput(CodingErrorAction.REPLACE)

@@ -1,9 +1,9 @@
 package dev.sfllava.core
 
 import com.google.gson.JsonParser
-import org.junit.Test
 import java.io.File
 import kotlin.test.assertEquals
+import org.junit.Test
 
 class BenchReportTest {
     private val stats =

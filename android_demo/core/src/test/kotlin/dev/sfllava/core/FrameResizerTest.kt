@@ -1,15 +1,12 @@
 package dev.sfllava.core
 
-import org.junit.Test
 import kotlin.test.assertContentEquals
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
+import org.junit.Test
 
 class FrameResizerTest {
-    private fun pattern(
-        h: Int,
-        w: Int,
-    ) = GoldenClip.patternFrames(1, h, w)[0]
+    private fun pattern(h: Int, w: Int) = GoldenClip.patternFrames(1, h, w)[0]
 
     private fun ByteArray.unsigned() = IntArray(size) { this[it].toInt() and 0xFF }
 
@@ -28,7 +25,13 @@ class FrameResizerTest {
         for (dir in Bundles.dirs) {
             val g = Bundles.golden(dir)
             val v = g.resizeModel
-            val got = FrameResizer.resize(pattern(g.patternHeight, g.patternWidth), g.patternWidth, g.patternHeight, v.width, v.height).unsigned()
+            val got = FrameResizer.resize(
+                pattern(g.patternHeight, g.patternWidth),
+                g.patternWidth,
+                g.patternHeight,
+                v.width,
+                v.height
+            ).unsigned()
             assertEquals(v.sum, got.sumOf { it.toLong() }, "$dir")
             assertContentEquals(v.firstRow, got.copyOf(v.firstRow!!.size), "$dir")
         }

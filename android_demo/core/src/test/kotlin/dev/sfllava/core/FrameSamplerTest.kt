@@ -1,9 +1,9 @@
 package dev.sfllava.core
 
-import org.junit.Test
 import kotlin.test.assertContentEquals
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
+import org.junit.Test
 
 class FrameSamplerTest {
     @Test

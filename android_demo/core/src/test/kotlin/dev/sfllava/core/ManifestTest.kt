@@ -2,21 +2,18 @@ package dev.sfllava.core
 
 import com.google.gson.JsonObject
 import com.google.gson.JsonParser
-import org.junit.Test
 import java.io.File
 import kotlin.test.assertContains
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertNotNull
 import kotlin.test.assertTrue
+import org.junit.Test
 
 class ManifestTest {
     private fun raw(dir: File): JsonObject = JsonParser.parseString(File(dir, "manifest.json").readText()).asJsonObject
 
-    private fun failsWith(
-        json: JsonObject,
-        expected: String,
-    ) {
+    private fun failsWith(json: JsonObject, expected: String) {
         val e = assertFailsWith<BundleException> { Manifest.parse(json.toString()) }
         assertContains(e.message!!, expected)
     }

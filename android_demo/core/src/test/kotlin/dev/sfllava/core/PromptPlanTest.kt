@@ -1,10 +1,10 @@
 package dev.sfllava.core
 
-import org.junit.Test
 import kotlin.test.assertContains
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertIs
+import org.junit.Test
 
 class PromptPlanTest {
     @Test

@@ -1,9 +1,9 @@
 package dev.sfllava.core
 
-import org.junit.Test
 import kotlin.test.assertEquals
 import kotlin.test.assertFalse
 import kotlin.test.assertTrue
+import org.junit.Test
 
 class TokenStreamTest {
     private val eos = listOf("<|im_end|>", "</s>")

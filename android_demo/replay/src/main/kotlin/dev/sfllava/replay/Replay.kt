@@ -44,6 +44,7 @@ fun main(args: Array<String>) {
                             addProperty("call", "prefillPrompt")
                             addProperty("text", c.text)
                         }
+
                         is RunnerCall.PrefillImage -> {
                             addProperty("call", "prefillImages")
                             addProperty("file", "image.bin")
@@ -51,13 +52,14 @@ fun main(args: Array<String>) {
                             addProperty("height", c.height)
                             addProperty("channels", c.channels)
                         }
+
                         is RunnerCall.Generate -> {
                             addProperty("call", "generate")
                             addProperty("text", c.text)
                             addProperty("seq_len", c.seqLen)
                         }
                     }
-                },
+                }
             )
         }
         val root =
@@ -75,10 +77,7 @@ fun main(args: Array<String>) {
     }
 }
 
-private fun readBundleFile(
-    bundle: File,
-    name: String,
-): String {
+private fun readBundleFile(bundle: File, name: String): String {
     val f = File(bundle, name)
     if (!f.isFile) throw BundleException("$bundle is not a bundle: no $name")
     return f.readText()

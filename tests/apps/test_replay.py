@@ -1,0 +1,61 @@
+"""Replay: the Kotlin ``replay`` program builds the app's ``LlmModule`` calls with ``core`` for the
+golden question and clip; ExecuTorch's C++ runner, fed exactly those inputs, must answer the
+bundle's golden tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from sfllava_mobile.apps import kotlin
+from sfllava_mobile.manifest import read_golden, read_manifest
+from sfllava_mobile.tokenizer import Tokenizer
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["chatml-no-bos", "vicuna-bos"])
+def test_runner_fed_the_apps_calls_answers_the_golden_tokens(core_build, app_bundles, tmp_path, which):
+    from sfllava_mobile.apps.replay import replay
+    from sfllava_mobile.bundle import golden_clip
+    from sfllava_mobile.config import ModelConfig
+    from sfllava_mobile.video import tall_image
+
+    bundle = app_bundles[which]
+    r = kotlin.run_replay(core_build, bundle, tmp_path)
+    assert r.returncode == 0, r.stderr
+    calls = json.loads((tmp_path / "calls.json").read_text())
+    golden, manifest = read_golden(bundle), read_manifest(bundle)
+    image = (tmp_path / "image.bin").read_bytes()
+    # The app's clip is byte-identical to the one the golden tokens were produced from.
+    cfg = ModelConfig.from_dict(manifest.model.config)
+    assert image == tall_image(golden_clip(cfg, golden.greedy.clip_frames)).numpy().tobytes()
+    assert hashlib.sha256(image).hexdigest() == golden.greedy.image_sha256 == calls["image_sha256"]
+    assert calls["num_bos"] == (0 if manifest.prompt.bos_id is None else 1) and calls["num_bos"] == which
+
+    # The runner's own tokenizer turns the app's texts into the reference's ids (BOS through numBos).
+    from pytorch_tokenizers.pytorch_tokenizers_cpp import HFTokenizer
+
+    cpp = HFTokenizer()
+    cpp.load(str(bundle / "tokenizer.json"))
+    texts = [c["text"] for c in calls["calls"] if c["call"] != "prefillImages"]
+    assert cpp.encode(texts[0], calls["num_bos"], 0) == golden.prompt.ids_before_video
+    assert cpp.encode(texts[1], 0, 0) == golden.prompt.ids_after_video
+
+    pieces = replay(bundle, tmp_path, golden.greedy.max_new_tokens)
+    tok = Tokenizer.from_folder(bundle)
+    want = [tok.backend.id_to_token(i) for i in golden.greedy.tokens]
+    eos = {tok.backend.id_to_token(e) for e in manifest.prompt.eos_ids}
+    got = []
+    for p in pieces:  # the runner passes the EOS piece on before it stops (TokenStream drops it)
+        if p in eos:
+            break
+        got.append(p)
+    assert got == want
+
+
+def test_replay_refuses_a_non_bundle_in_one_line(core_build, tmp_path):
+    r = kotlin.run_replay(core_build, tmp_path, tmp_path / "out")
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path} is not a bundle: no manifest.json"
