@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/sfllava-mobile
 STAMP  := $(VENV)/.installed-stamp
+# kotlinc + ktlint (npm) and JUnit + Gson (Debian) for the Android app's checks; see tools/android_toolchain.sh
+TOOLCHAIN := .toolchain
 DEMO   := demo_out
 
 .PHONY: demo test test-slow clean
@@ -30,10 +32,11 @@ demo: $(STAMP)
 	$(PY) -m sfllava_mobile.demo_summary $(DEMO)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	bash tools/android_toolchain.sh $(TOOLCHAIN)
+	SFLLAVA_REQUIRE_KOTLIN=1 $(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) $(DEMO)
+	rm -rf $(VENV) $(DEMO) $(TOOLCHAIN)

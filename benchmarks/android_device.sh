@@ -4,7 +4,7 @@
 #
 #   benchmarks/android_device.sh BUNDLE [RUNS] [HOST_BENCH_JSON]
 #
-# Needs adb and the app installed (android_demo/, `./gradlew :app:installRelease`). ADB, SERIAL,
+# Needs adb and the app installed (android_demo/, `./gradlew :app:installDebug`). ADB, SERIAL,
 # TIMEOUT_S and OUT_DIR can be set in the environment. HOST_BENCH_JSON: `sfllava-mobile bench
 # BUNDLE --video CLIP --json > host.json` from the same bundle, printed in the same table.
 set -euo pipefail
