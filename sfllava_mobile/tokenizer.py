@@ -69,3 +69,21 @@ class Tokenizer:
             out.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1",
                                                     special_tokens=[(bos, bos_id)])
         out.save(str(path))
+
+    def config_for_apps(self, bos_id: int | None, eos_ids, max_length: int) -> dict:
+        """``tokenizer_config.json`` for app-side tokenizers (swift-transformers' ``AutoTokenizer``
+        needs a ``tokenizer_class``; ExecuTorch's C++ tokenizer reads BOS/EOS from it when given the
+        folder): the checkpoint's class when it had a config next to ``tokenizer.json``."""
+        import json
+
+        cls = "PreTrainedTokenizerFast"
+        src = self.path.parent / "tokenizer_config.json" if self.path is not None else None
+        if src is not None and src.is_file():
+            try:
+                cls = json.loads(src.read_text()).get("tokenizer_class") or cls
+            except ValueError:
+                pass  # an unreadable config only costs the class name
+        tok = self.backend
+        return {"tokenizer_class": cls, "bos_token": None if bos_id is None else tok.id_to_token(bos_id),
+                "eos_token": tok.id_to_token(list(eos_ids)[0]), "add_bos_token": False, "add_eos_token": False,
+                "model_max_length": max_length, "clean_up_tokenization_spaces": False}

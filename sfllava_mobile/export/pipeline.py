@@ -83,11 +83,14 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         ctx = backends.BuildContext(model, tmp, r, recipe, config.options, inplace, timings, peaks)
         built = be.build(ctx)
         tokenizer.save_for_runner(tmp / "tokenizer.json", cfg.text.bos_id)
+        bundle.write_json(tmp / "tokenizer_config.json",
+                          tokenizer.config_for_apps(cfg.text.bos_id, cfg.text.eos_ids, r.max_context_len))
         summary = coverage.summary(built.coverage)
         floor = int(sum(torch.Size(row.shape).numel() * row.bits_per_weight / 8 for row in built.coverage))
         sizes = {name: bundle.artifact_bytes(tmp / name) for name in sorted(set(built.artifacts.values()))}
         total = sum(sizes.values())
-        artifacts = {**built.artifacts, "tokenizer": "tokenizer.json", "golden": "golden.json"}
+        artifacts = {**built.artifacts, "tokenizer": "tokenizer.json", "tokenizer_config": "tokenizer_config.json",
+                     "golden": "golden.json"}
         export_info = Export(options=config.options.to_dict(), timings_s={}, peak_rss_gb={}, weights_dtype=weights_dtype,
                              source=str(Path(source).resolve()) if source else None, overrides=overrides or {},
                              vision_tower=str(Path(vision_tower).resolve()) if vision_tower else None)

@@ -59,3 +59,22 @@ def test_runner_fed_the_apps_calls_answers_the_golden_tokens(core_build, app_bun
 def test_replay_refuses_a_non_bundle_in_one_line(core_build, tmp_path):
     r = kotlin.run_replay(core_build, tmp_path, tmp_path / "out")
     assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path} is not a bundle: no manifest.json"
+
+
+def test_bundle_tokenizer_config_serves_app_tokenizers(app_bundles):
+    """tokenizer_config.json: swift-transformers needs its tokenizer_class; ExecuTorch's C++ tokenizer,
+    given the folder, reads BOS/EOS from it; transformers loads the folder to the same ids."""
+    from pytorch_tokenizers.pytorch_tokenizers_cpp import HFTokenizer
+    from transformers import AutoTokenizer
+
+    for bundle in app_bundles:
+        manifest, golden = read_manifest(bundle), read_golden(bundle)
+        cfg = json.loads((bundle / manifest.artifacts["tokenizer_config"]).read_text())
+        assert cfg["tokenizer_class"] and cfg["add_bos_token"] is False
+        cpp = HFTokenizer()
+        cpp.load(str(bundle))
+        assert cpp.eos_tok() == manifest.prompt.eos_ids[0]
+        if manifest.prompt.bos_id is not None:
+            assert cpp.bos_tok() == manifest.prompt.bos_id
+        hf = AutoTokenizer.from_pretrained(str(bundle))
+        assert hf.encode(golden.prompt.text_after_video, add_special_tokens=False) == golden.prompt.ids_after_video
