@@ -380,6 +380,7 @@ class Bench(_Model):
     engines: dict[str, EngineResult]
     engine_notes: dict[str, str]
     artifact_vs_eager: dict[str, float | None] | None = None
+    plot: str | None = Field(None, description="the PNG the command line wrote beside the report (--plot)")
 
 
 # ---------------------------------------------------------------- reading, writing, schemas
