@@ -32,7 +32,7 @@ def test_exports_and_passes_parity(exported_bundle, layout, quant):
     assert_bundle_matches_schema(e.bundle)
     files = {p.name for p in e.bundle.iterdir()}
     assert files == {"vision_encoder.mlpackage", "token_embedding.mlpackage", "text_decoder.mlpackage",
-                     "tokenizer.json", "manifest.json", "golden.json", "parity.json"}
+                     "tokenizer.json", "tokenizer_config.json", "manifest.json", "golden.json", "parity.json"}
     m = json.loads((e.bundle / "manifest.json").read_text())
     cm, layers = m["coreml"], e.model.config.text.num_layers
     assert cm["minimum_deployment_target"] == "iOS18" and cm["compute_precision"] == "float16"

@@ -31,7 +31,7 @@ def exported(request, exported_bundle):
 def test_bundle_contents_and_manifest(exported):
     quant, result, _ = exported
     files = {p.name for p in result.bundle.iterdir()}
-    assert files == {"model.pte", "tokenizer.json", "manifest.json", "golden.json", "parity.json"}
+    assert files == {"model.pte", "tokenizer.json", "tokenizer_config.json", "manifest.json", "golden.json", "parity.json"}
     assert_bundle_matches_schema(result.bundle)
     m = json.loads((result.bundle / "manifest.json").read_text())
     vision_input = m["methods"]["vision_encoder"]["inputs"][0]
