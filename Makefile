@@ -33,7 +33,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash tools/android_toolchain.sh $(TOOLCHAIN)
-	SFLLAVA_REQUIRE_KOTLIN=1 $(PY) -m pytest -q
+	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

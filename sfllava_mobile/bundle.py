@@ -93,7 +93,8 @@ def runner_inputs(bos_id: int | None, text_before: str, text_after: str) -> list
     """The stock runner's inputs for one question: BOS as a token input (LLaMA templates), the text
     before the video, the packed clip, the text after."""
     head = [] if bos_id is None else [{"kind": "tokens", "tokens": [bos_id]}]
-    return head + [{"kind": "text", "text": text_before}, {"kind": "image"}, {"kind": "text", "text": text_after}]
+    before = [{"kind": "text", "text": text_before}] if text_before else []  # the runner refuses an empty text
+    return head + before + [{"kind": "image"}, {"kind": "text", "text": text_after}]
 
 
 def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], engine: str) -> Golden:

@@ -68,6 +68,16 @@ def raw_piece_tokenizer(tokenizer_json: Path, folder: Path) -> Path:
     return out
 
 
+def until_eos(pieces: list[str], eos_pieces: set[str]) -> list[str]:
+    """The runner's streamed pieces up to the first EOS piece (it passes the EOS piece on before it stops)."""
+    out = []
+    for p in pieces:
+        if p in eos_pieces:
+            break
+        out.append(p)
+    return out
+
+
 def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expected: list[int]) -> dict:
     """The C++ MultimodalRunner on the bundle's program, fed text + tall image + text as an app does.
 
@@ -95,12 +105,7 @@ def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expect
             runner.generate(inputs, GenerationConfig(max_new_tokens=steps, temperature=0.0, echo=False),
                             pieces.append, stats.append)
             wall = time.perf_counter() - t0
-    eos_pieces = {tok.backend.id_to_token(e) for e in text.eos_ids}
-    got = []
-    for p in pieces:  # the runner passes the EOS piece on before it stops
-        if p in eos_pieces:
-            break
-        got.append(p)
+    got = until_eos(pieces, {tok.backend.id_to_token(e) for e in text.eos_ids})
     want = [tok.backend.id_to_token(i) for i in expected]
     res = {"text_equal": got == want, "runner_pieces": got, "expected_pieces": want,
            "expected_text": tok.decode(expected), "wall_s": round(wall, 4)}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import tree_sitter_errors
+
 REPO = Path(__file__).resolve().parents[2]
 ANDROID = REPO / "android_demo"
 KOTLIN = sorted(ANDROID.rglob("*.kt"))
@@ -21,12 +23,6 @@ APP_KOTLIN = sorted((APP / "kotlin").rglob("*.kt"))
 ANDROID_NS = "{http://schemas.android.com/apk/res/android}"
 
 
-def _errors(node, out):
-    if node.type == "ERROR" or node.is_missing:
-        out.append(f"{node.start_point[0] + 1}:{node.start_point[1] + 1} {node.type}")
-    for child in node.children:
-        _errors(child, out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +37,7 @@ def test_every_kotlin_and_gradle_file_parses(kotlin_parser):
     assert len(KOTLIN) >= 25 and len(GRADLE) == 5
     bad = {}
     for f in KOTLIN + GRADLE:
-        errs = _errors(kotlin_parser.parse(f.read_bytes()).root_node, [])
+        errs = tree_sitter_errors(kotlin_parser.parse(f.read_bytes()).root_node)
         if errs:
             bad[str(f.relative_to(REPO))] = errs[:3]
     assert not bad
@@ -49,7 +45,7 @@ def test_every_kotlin_and_gradle_file_parses(kotlin_parser):
 
 def test_the_parser_catches_a_syntax_error(kotlin_parser):
     broken = (APP_KOTLIN[0].read_text().replace("fun ", "fun (", 1)).encode()
-    assert _errors(kotlin_parser.parse(broken).root_node, [])
+    assert tree_sitter_errors(kotlin_parser.parse(broken).root_node)
 
 
 def test_ktlint_is_clean(kotlin_toolchain):

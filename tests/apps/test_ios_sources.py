@@ -14,6 +14,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from .conftest import tree_sitter_errors
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,24 +32,18 @@ def swift_parser():
     return tree_sitter.Parser(tree_sitter.Language(tree_sitter_swift.language()))
 
 
-def _errors(node, out):
-    if node.type == "ERROR" or node.is_missing:
-        out.append(f"{node.start_point[0] + 1}:{node.start_point[1] + 1} {node.type}")
-    for child in node.children:
-        _errors(child, out)
-    return out
 
 
 def test_every_swift_file_parses(swift_parser):
     assert len(SWIFT) >= 20 and IOS / "Package.swift" in SWIFT
     bad = {str(f.relative_to(REPO)): errs[:3] for f in SWIFT
-           if (errs := _errors(swift_parser.parse(f.read_bytes()).root_node, []))}
+           if (errs := tree_sitter_errors(swift_parser.parse(f.read_bytes()).root_node))}
     assert not bad
 
 
 def test_the_parser_catches_a_syntax_error(swift_parser):
     broken = (KIT / "FrameResizer.swift").read_text().replace("for oy in 0..<outHeight {", "for oy in 0..<outHeight", 1)
-    assert _errors(swift_parser.parse(broken.encode()).root_node, [])
+    assert tree_sitter_errors(swift_parser.parse(broken.encode()).root_node)
 
 
 def _ast_grep() -> str:

@@ -10,13 +10,16 @@ import json
 import pytest
 
 from sfllava_mobile.apps import kotlin
+from sfllava_mobile.export.executorch_runtime import until_eos
 from sfllava_mobile.manifest import read_golden, read_manifest
 from sfllava_mobile.tokenizer import Tokenizer
+
+from .conftest import APP_LAYOUTS
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["chatml-no-bos", "vicuna-bos"])
+@pytest.mark.parametrize("which", range(len(APP_LAYOUTS)), ids=APP_LAYOUTS)
 def test_runner_fed_the_apps_calls_answers_the_golden_tokens(core_build, app_bundles, tmp_path, which):
     from sfllava_mobile.apps.replay import replay
     from sfllava_mobile.bundle import golden_clip
@@ -33,7 +36,7 @@ def test_runner_fed_the_apps_calls_answers_the_golden_tokens(core_build, app_bun
     cfg = ModelConfig.from_dict(manifest.model.config)
     assert image == tall_image(golden_clip(cfg, golden.greedy.clip_frames)).numpy().tobytes()
     assert hashlib.sha256(image).hexdigest() == golden.greedy.image_sha256 == calls["image_sha256"]
-    assert calls["num_bos"] == (0 if manifest.prompt.bos_id is None else 1) and calls["num_bos"] == which
+    assert calls["num_bos"] == (0 if manifest.prompt.bos_id is None else 1)
 
     # The runner's own tokenizer turns the app's texts into the reference's ids (BOS through numBos).
     from pytorch_tokenizers.pytorch_tokenizers_cpp import HFTokenizer
@@ -47,13 +50,7 @@ def test_runner_fed_the_apps_calls_answers_the_golden_tokens(core_build, app_bun
     pieces = replay(bundle, tmp_path, golden.greedy.max_new_tokens)
     tok = Tokenizer.from_folder(bundle)
     want = [tok.backend.id_to_token(i) for i in golden.greedy.tokens]
-    eos = {tok.backend.id_to_token(e) for e in manifest.prompt.eos_ids}
-    got = []
-    for p in pieces:  # the runner passes the EOS piece on before it stops (TokenStream drops it)
-        if p in eos:
-            break
-        got.append(p)
-    assert got == want
+    assert until_eos(pieces, {tok.backend.id_to_token(e) for e in manifest.prompt.eos_ids}) == want
 
 
 def test_replay_refuses_a_non_bundle_in_one_line(core_build, tmp_path):

@@ -82,11 +82,6 @@ internal class JsonFields(private val obj: JsonObject, private val path: String)
         }
     }
 
-    fun doubles(key: String): DoubleArray {
-        val a = array(key)
-        return DoubleArray(a.size()) { i -> a[i].asDouble }
-    }
-
     fun strings(key: String): List<String> = array(key).mapIndexed { i, e ->
         if (!e.isJsonPrimitive || !(e as JsonPrimitive).isString) fail("$key[$i]", "expected a string")
         e.asString
