@@ -71,14 +71,36 @@ def _cmd_generate(a) -> int:
 def _cmd_plan(a) -> int:
     from . import presets
     from .checkpoint import read_config
-    from .plan import format_plan, plan
+    from .devices import format_devices, get_device, load_devices, load_efficiency
+    from .plan import (device_estimate, format_device_estimate, format_plan, max_frames_that_fit, model_summary,
+                       plan)
 
+    if a.device == "list":
+        devices = load_devices()
+        print(json.dumps([d.to_dict() for d in devices], indent=2) if a.json else format_devices(devices))
+        return 0
+    # Device and efficiency files first: a wrong name fails in a second, before the model is built.
+    device = get_device(a.device) if a.device else None
+    efficiency = load_efficiency(a.efficiency) if a.device else None
+    if a.efficiency and not a.device:
+        raise SfllavaError("--efficiency FILE goes with --device NAME")
     overrides = _overrides(a.set)
     if bool(a.preset) == bool(a.checkpoint):
         raise SfllavaError("plan needs exactly one of --preset NAME or --checkpoint DIR")
     cfg = presets.get(a.preset, **overrides) if a.preset else read_config(a.checkpoint, a.vision_tower, **overrides)[0]
-    p = plan(cfg, a.frames or cfg.num_frames, a.context, a.text_tokens, a.max_new_tokens)
-    print(json.dumps(p, indent=2) if a.json else format_plan(p))
+    summary = model_summary(cfg)
+    p = plan(cfg, a.frames or cfg.num_frames, a.context, a.text_tokens, a.max_new_tokens, summary=summary)
+    if device is not None:
+        est = device_estimate(p, device, efficiency)
+        est["max_frames"] = {"value": max_frames_that_fit(cfg, device, summary, a.context, a.text_tokens,
+                                                          a.max_new_tokens), "estimate": True}
+        p["device_estimate"] = est
+    if a.json:
+        print(json.dumps(p, indent=2))
+    else:
+        print(format_plan(p))
+        if device is not None:
+            print(format_device_estimate(p["device_estimate"], p))
     return 0
 
 
@@ -227,13 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print a machine-readable result instead of streaming")
     s.set_defaults(fn=_cmd_generate)
 
-    s = sub.add_parser("plan", help="visual tokens, context, KV cache and weight bytes for a frame budget")
+    s = sub.add_parser("plan", help="visual tokens, context, KV cache and weight bytes for a frame budget; "
+                                    "with --device, an estimate for a named phone")
     s.add_argument("--preset")
     ckpt_args(s, required=False)
     s.add_argument("--frames", type=int)
     s.add_argument("--context", type=int, help="context length to check against (default: the model's)")
     s.add_argument("--text-tokens", type=int, default=64, help="allowance for template + question tokens")
     s.add_argument("--max-new-tokens", type=int)
+    s.add_argument("--device", metavar="NAME",
+                   help="estimate fit, time to first token and decode rate on a named phone ('list' shows the table)")
+    s.add_argument("--efficiency", metavar="FILE",
+                   help="host efficiency factors to use instead of sfllava_mobile/data/host_efficiency.json")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_cmd_plan)
 

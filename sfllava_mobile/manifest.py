@@ -131,11 +131,36 @@ class QuantSummary(_Model):
     bits_per_weight: float
 
 
+class HeldOutQuality(_Model):
+    text: str = Field(description="shipped held-out text the artifact was scored on")
+    n_ctx: int
+    chunks: int
+    scored_tokens: int = Field(description="teacher-forced positions scored: the second half of each chunk")
+    mean_kl: float = Field(description="mean KL(float || artifact) over scored positions")
+    same_top1: float = Field(description="share of scored positions whose top-1 token equals the float model's")
+    ppl: float = Field(description="the artifact's perplexity on the true next tokens")
+    ppl_reference: float = Field(description="the float model's perplexity on the same positions")
+
+
+class Calibration(_Model):
+    method: str = Field(description="fold method: awq (searched alpha per layer group) or smoothquant-ALPHA")
+    text: str
+    text_sha256: str
+    tokens: int
+    groups_total: int
+    groups_scaled: int
+    layer_error_ratio: float = Field(description="quantized layer-group output error after / before the fold")
+    seconds: float
+    scales: str = Field(description="bundle file holding the folded scales (verify re-applies them)")
+    quality: HeldOutQuality | None = None
+
+
 class Quantization(_Model):
     recipe: str
     description: str
     summary: QuantSummary
     coverage: list[CoverageRow]
+    calibration: Calibration | None = None
 
 
 class Size(_Model):

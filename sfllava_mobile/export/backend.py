@@ -41,6 +41,7 @@ class BuildContext:
     inplace: bool  # quantize the model's own modules (it is consumed)
     timings: dict[str, float] = field(default_factory=dict)
     peaks: dict[str, float] = field(default_factory=dict)
+    fold_scales: dict | None = None  # a fold recipe's calibrated scales (quantize/smooth.py)
 
 
 @dataclass

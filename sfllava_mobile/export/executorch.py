@@ -17,7 +17,8 @@ from sfllava_mobile.manifest import ExecuTorchSection, Manifest, Method
 from sfllava_mobile.memory import release
 from sfllava_mobile.model.kv_decoder import GenericCacheAttention
 
-from ..quantize import coverage, recipes, torchao as tq
+from ..errors import ConfigError
+from ..quantize import calibration, coverage, recipes, torchao as tq
 from . import kernels
 from .backend import BuildContext, Built
 from .config import ResolvedExport
@@ -53,11 +54,13 @@ def prepare_programs(model, frames: int, max_context: int, attention: str, rewri
     return progs
 
 
-def quantize_programs(progs: Programs, recipe) -> list:
+def quantize_programs(progs: Programs, recipe, fold_scales: dict | None = None) -> list:
     """Apply ``recipe`` to the programs in place, layer by layer (16-bit weights go to float32 one
-    layer at a time, then to their recipe); returns the coverage rows."""
+    layer at a time, then to their recipe), folding ``fold_scales`` first; returns the coverage rows."""
+    if recipe.fold is not None and not fold_scales:
+        raise ConfigError(f"recipe {recipe.name} folds calibrated scales, and none were given")
     rows = tq.apply(recipe, progs.vision_encoder.vision_tower, progs.vision_encoder.projector,
-                    progs.text_decoder, progs.token_embedding)
+                    progs.text_decoder, progs.token_embedding, fold_scales)
     for _, program in progs.items():
         tq.upcast(program)  # what no recipe covers (separator, norms) computes in float32 too
     return rows
@@ -107,7 +110,7 @@ def build(ctx: BuildContext) -> Built:
     if ctx.inplace:
         release_small_tensors(model)
     with stage("quantize", t, p):
-        rows = quantize_programs(progs, recipe)
+        rows = quantize_programs(progs, recipe, ctx.fold_scales)
     s = coverage.summary(rows)
     log.info("coverage: %d layers, %d quantized (%d with a fallback group), %d float; %.2f bits/weight\n%s",
              s["layers"], s["quantized"], s["fallbacks"], s["float"], s["bits_per_weight"], coverage.format_rows(rows))
@@ -155,7 +158,13 @@ def eager_twin(model, manifest: Manifest, bundle: Path | None = None) -> Program
     progs = prepare_programs(model, manifest.video.frames, manifest.context.max_context_len,
                              opts.get("attention", "custom"), opts.get("rewrites", True), copy_weights=False)
     release_small_tensors(model)
-    quantize_programs(progs, recipes.get(manifest.quantization.recipe, "executorch"))
+    recipe = recipes.get(manifest.quantization.recipe, "executorch")
+    scales = None
+    if recipe.fold is not None:
+        if bundle is None or "fold_scales" not in manifest.artifacts:
+            raise ConfigError(f"recipe {recipe.name} needs the bundle's {calibration.SCALES_FILE}")
+        scales = calibration.load_scales(Path(bundle) / manifest.artifacts["fold_scales"])
+    quantize_programs(progs, recipe, scales)
     return progs
 
 

@@ -17,10 +17,11 @@ from sfllava_mobile import bundle
 from sfllava_mobile.errors import ConfigError
 from sfllava_mobile.fsutil import atomic_dir
 from sfllava_mobile.log import stage
-from sfllava_mobile.manifest import Context, Export, Manifest, QuantSummary, Quantization, Size, write
+from sfllava_mobile.manifest import (Calibration, Context, Export, HeldOutQuality, Manifest, QuantSummary, Quantization,
+                                     Size, write)
 from sfllava_mobile.memory import release
 
-from ..quantize import coverage, recipes
+from ..quantize import calibration, coverage, recipes
 from . import backend as backends
 from .config import ExportConfig, resolve
 
@@ -80,8 +81,15 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
              cfg.name, config.backend, r.frames, r.visual_tokens, r.max_seq_len, r.max_context_len, recipe.name,
              config.options)
     with atomic_dir(out, overwrite=config.overwrite) as tmp:
-        ctx = backends.BuildContext(model, tmp, r, recipe, config.options, inplace, timings, peaks)
+        cal = None
+        if recipe.fold is not None:
+            with stage("calibrate", timings, peaks):
+                cal = calibration.calibrate(model, recipe.fold, r.max_context_len)
+        ctx = backends.BuildContext(model, tmp, r, recipe, config.options, inplace, timings, peaks,
+                                    fold_scales=cal.scales if cal else None)
         built = be.build(ctx)
+        if cal is not None:
+            calibration.save_scales(tmp / calibration.SCALES_FILE, cal.scales)
         tokenizer.save_for_runner(tmp / "tokenizer.json", cfg.text.bos_id)
         bundle.write_json(tmp / "tokenizer_config.json",
                           tokenizer.config_for_apps(cfg.text.bos_id, cfg.text.eos_ids, r.max_context_len))
@@ -91,6 +99,8 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         total = sum(sizes.values())
         artifacts = {**built.artifacts, "tokenizer": "tokenizer.json", "tokenizer_config": "tokenizer_config.json",
                      "golden": "golden.json"}
+        if cal is not None:
+            artifacts["fold_scales"] = calibration.SCALES_FILE
         export_info = Export(options=config.options.to_dict(), timings_s={}, peak_rss_gb={}, weights_dtype=weights_dtype,
                              source=str(Path(source).resolve()) if source else None, overrides=overrides or {},
                              vision_tower=str(Path(vision_tower).resolve()) if vision_tower else None)
@@ -99,7 +109,8 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
             context=Context(max_seq_len=r.max_seq_len, max_context_len=r.max_context_len,
                             text_allowance=config.text_allowance, max_new_tokens=config.max_new_tokens, **built.context),
             quantization=Quantization(recipe=recipe.name, description=recipe.description,
-                                      summary=QuantSummary(**summary), coverage=[row.to_dict() for row in built.coverage]),
+                                      summary=QuantSummary(**summary), coverage=[row.to_dict() for row in built.coverage],
+                                      calibration=Calibration(**cal.info, scales=calibration.SCALES_FILE) if cal else None),
             size=Size(artifact_bytes=sizes, total_bytes=total, weights=summary["weights"], floor_bytes=floor,
                       ratio_to_floor=round(total / floor, 3) if floor else None),
             export=export_info, **{config.backend: built.section})
@@ -112,6 +123,9 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
             driver = be.driver(tmp, manifest)
             tokens = golden_tokens(driver, cfg, tokenizer, r.frames)
             engine = driver.engine
+            if cal is not None:
+                manifest.quantization.calibration.quality = HeldOutQuality(**calibration.quality_report(driver, cal))
+                cal = None
             del driver
             release()
             write(tmp / "golden.json", bundle.golden(cfg, tokenizer, r.frames, tokens, engine))

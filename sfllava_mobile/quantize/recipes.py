@@ -39,17 +39,42 @@ class Scheme:
         return self.weight_bits + 16 / (self.group or in_features)
 
 
+FOLD_METHODS = ("awq", "smoothquant-0.5")
+WEIGHT_ALGORITHMS = ("rtn", "hqq")
+
+
 @dataclass(frozen=True)
 class Recipe:
+    """Per component schemes. ``head`` is the decoder's output layer (``None``: as ``decoder_linear``);
+    ``fold``: activation-aware scales folded into the norms before quantizing (``quantize/smooth.py``),
+    calibrated on the shipped calibration text; ``weight_algorithm``: how 4-bit scales are chosen
+    (round-to-nearest of the group max, or torchao's HQQ scale search)."""
+
     name: str
     decoder_linear: Scheme | None
     embedding: Scheme | None
     vision_linear: Scheme | None
     description: str
+    head: Scheme | None = None
+    fold: str | None = None
+    weight_algorithm: str = "rtn"
+
+    def __post_init__(self) -> None:
+        if self.fold is not None and self.fold not in FOLD_METHODS:
+            raise ConfigError(f"fold must be one of {', '.join(FOLD_METHODS)}, got {self.fold!r}")
+        if self.weight_algorithm not in WEIGHT_ALGORITHMS:
+            raise ConfigError(f"weight_algorithm must be one of {', '.join(WEIGHT_ALGORITHMS)}, "
+                              f"got {self.weight_algorithm!r}")
+        if self.fold is not None and (self.decoder_linear is None or not self.decoder_linear.dynamic_act8):
+            raise ConfigError("a fold recipe needs 8-bit dynamic activations on the decoder linears")
 
     @property
     def is_float(self) -> bool:
         return self.decoder_linear is None and self.embedding is None and self.vision_linear is None
+
+    @property
+    def head_scheme(self) -> Scheme | None:
+        return self.head if self.head is not None else self.decoder_linear
 
 
 EXECUTORCH_RECIPES: dict[str, Recipe] = {
@@ -63,6 +88,27 @@ EXECUTORCH_RECIPES: dict[str, Recipe] = {
     "8da4w-e8": Recipe(
         "8da4w-e8", Scheme(4, 32), Scheme(8, 0, dynamic_act8=False), Scheme(4, 32),
         "as 8da4w, with an 8-bit per-channel embedding"),
+    "8da4w-awq": Recipe(
+        "8da4w-awq", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
+        "as 8da4w, plus activation-aware scales (AWQ search per layer group, calibrated on the shipped text) "
+        "folded into the norms, and HQQ-searched 4-bit weight scales; same bytes as 8da4w",
+        fold="awq", weight_algorithm="hqq"),
+    "8da4w-awq-h8": Recipe(
+        "8da4w-awq-h8", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
+        "as 8da4w-awq, with an int8 per-channel output layer (8da8w): llama.cpp Q4_0's default also keeps "
+        "the output layer at 8 bits",
+        head=Scheme(8, 0), fold="awq", weight_algorithm="hqq"),
+    "8da4w-sq": Recipe(
+        "8da4w-sq", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
+        "as 8da4w, plus SmoothQuant scales (alpha 0.5, calibrated on the shipped text) folded into the norms",
+        fold="smoothquant-0.5"),
+    "8da4w-h8": Recipe(
+        "8da4w-h8", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
+        "as 8da4w, with an int8 per-channel output layer (8da8w)", head=Scheme(8, 0)),
+    "8da4w-hqq": Recipe(
+        "8da4w-hqq", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
+        "as 8da4w, with 4-bit scales chosen by torchao's HQQ search instead of the group max",
+        weight_algorithm="hqq"),
 }
 _INT4 = Scheme(4, 32, dynamic_act8=False)
 COREML_RECIPES: dict[str, Recipe] = {

@@ -25,19 +25,29 @@ def _fallback(in_features: int, scheme: Scheme) -> tuple[Scheme, str]:
             f"width {in_features} not divisible by group {scheme.group} (XNNPACK needs multiples of 32): int8 per-channel")
 
 
-def _config(scheme: Scheme, embedding: bool):
+def _config(scheme: Scheme, embedding: bool, algorithm: str = "rtn"):
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerAxis, PerGroup
+    from torchao.quantization.quantize_.workflows.intx.intx_choose_qparams_algorithm import (
+        IntxChooseQParamsAlgorithm,
+    )
 
     dtype = torch.int4 if scheme.weight_bits == 4 else torch.int8
     gran = PerGroup(scheme.group) if scheme.group else PerAxis(0)
     if embedding or not scheme.dynamic_act8:
         return IntxWeightOnlyConfig(weight_dtype=dtype, granularity=gran)
-    return Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=gran)
+    # HQQ only where it has room to help: 4-bit groups (8-bit per-channel keeps the group max).
+    algo = (IntxChooseQParamsAlgorithm.HQQ_SCALE_ONLY if algorithm == "hqq" and scheme.weight_bits == 4
+            else IntxChooseQParamsAlgorithm.AFFINE)
+    return Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=gran,
+                                                 intx_choose_qparams_algorithm=algo)
 
 
-def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, kind: str) -> list[CoverageRow]:
-    """Quantize every ``kind`` ("linear" or "embedding") layer of ``module`` in place; one row each."""
+def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, kind: str,
+                    algorithm: str = "rtn", head: Scheme | None = None, before=None) -> list[CoverageRow]:
+    """Quantize every ``kind`` ("linear" or "embedding") layer of ``module`` in place; one row each.
+    ``head`` is the scheme of a linear named ``lm_head`` (default: ``scheme``); ``before(layer)`` runs
+    on each layer once it is float32, just before it is quantized (the fold's column/row scaling)."""
     from torchao.quantization import quantize_
 
     cls = nn.Linear if kind == "linear" else nn.Embedding
@@ -49,11 +59,14 @@ def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, ki
         # One layer at a time to float32 (a bf16 checkpoint's weights): the transient fp32 copy is
         # one layer, never the model; quantizing then shrinks it to int4/int8.
         upcast(layer)
-        if scheme is None:
+        if before is not None:
+            before(layer)
+        layer_scheme = head if head is not None and name.split(".")[-1] == "lm_head" else scheme
+        if layer_scheme is None:
             rows.append(CoverageRow(component, name, kind, shape, "float", None, None, 32.0, "recipe keeps float"))
             continue
-        used, note = _fallback(width, scheme)
-        quantize_(layer, _config(used, kind == "embedding"), filter_fn=lambda m, fqn: isinstance(m, cls))
+        used, note = _fallback(width, layer_scheme)
+        quantize_(layer, _config(used, kind == "embedding", algorithm), filter_fn=lambda m, fqn: isinstance(m, cls))
         label = Scheme(used.weight_bits, used.group, used.dynamic_act8 and kind == "linear").label
         rows.append(CoverageRow(component, name, kind, shape, label, used.weight_bits, used.group,
                                 used.bits_per_weight(width), note))
@@ -90,12 +103,28 @@ def _float_rows(module: nn.Module, component: str) -> list[CoverageRow]:
     return rows
 
 
-def apply(recipe: Recipe, vision: nn.Module, projector: nn.Module, decoder: nn.Module, embedding: nn.Module) -> list[CoverageRow]:
-    """Quantize the export copies in place per ``recipe``; returns the coverage rows."""
+def apply(recipe: Recipe, vision: nn.Module, projector: nn.Module, decoder: nn.Module, embedding: nn.Module,
+          fold_scales: dict | None = None) -> list[CoverageRow]:
+    """Quantize the export copies in place per ``recipe``; returns the coverage rows. ``fold_scales``
+    (``smooth.calibrate``'s ``"scales"``) are folded into the decoder's norms now and into each of its
+    linears just before that linear is quantized."""
+    from . import smooth
+
+    before = None
+    if fold_scales:
+        todo = smooth.layer_scalings(decoder, fold_scales)
+        for m in decoder.modules():
+            if id(m) in todo and not isinstance(m, nn.Linear):
+                smooth.scale_module(m, todo[id(m)])  # the norms: small, float32 now
+
+        def before(layer):
+            if id(layer) in todo:
+                smooth.scale_module(layer, todo[id(layer)])
+    algo = recipe.weight_algorithm
     rows = _float_rows(vision, "vision")
-    rows += quantize_module(vision, recipe.vision_linear, "vision", "linear")
-    rows += quantize_module(projector, recipe.vision_linear, "projector", "linear")
-    rows += quantize_module(decoder, recipe.decoder_linear, "decoder", "linear")
+    rows += quantize_module(vision, recipe.vision_linear, "vision", "linear", algo)
+    rows += quantize_module(projector, recipe.vision_linear, "projector", "linear", algo)
+    rows += quantize_module(decoder, recipe.decoder_linear, "decoder", "linear", algo, recipe.head_scheme, before)
     rows += quantize_module(embedding, recipe.embedding, "embedding", "embedding")
     for module in (vision, projector, decoder, embedding):  # norms, biases, conv, position tables
         upcast(module)

@@ -131,3 +131,43 @@ def test_cli_verify_json(exported, capsys):
     assert main(["-q", "verify", str(result.bundle), "--json", "--cases", "1", "--steps", "4"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pass"] and out["steps"] == 4
+
+
+def test_fold_recipe_ships_its_scales_and_verify_reapplies_them(exported_bundle, tmp_path):
+    """8da4w-awq: calibrated scales in the bundle, held-out quality in the manifest; verify rebuilds the
+    eager twin with the bundle's scales, so scales that differ from the program's fail parity."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    e = exported_bundle("ours", "8da4w-awq")
+    assert e.report["pass"]
+    assert_bundle_matches_schema(e.bundle)
+    m = json.loads((e.bundle / "manifest.json").read_text())
+    cal = m["quantization"]["calibration"]
+    assert cal["method"] == "awq" and cal["tokens"] == 2048 and cal["scales"] == "fold_scales.safetensors"
+    assert m["artifacts"]["fold_scales"] == "fold_scales.safetensors"
+    scales = load_file(str(e.bundle / "fold_scales.safetensors"))
+    assert len(scales) == cal["groups_scaled"] > 0
+    q = cal["quality"]
+    assert q["scored_tokens"] > 100 and 0 < q["mean_kl"] < 5 and 0 < q["same_top1"] <= 1
+    head = [r for r in m["quantization"]["coverage"] if r["name"].endswith("lm_head")]
+    assert head and head[0]["bits"] == 4  # 8da4w-awq keeps the head at 4 bits (8da4w-awq-h8 does not)
+
+    broken = tmp_path / "broken"
+    shutil.copytree(e.bundle, broken)
+    save_file({k: v * (3.0 if i == 0 else 1.0) for i, (k, v) in enumerate(sorted(scales.items()))},
+              str(broken / "fold_scales.safetensors"))
+    report = verify_bundle(broken, model=e.model)
+    assert not report["pass"]
+
+
+def test_fold_recipes_are_validated():
+    from sfllava_mobile.quantize.recipes import Recipe, Scheme
+
+    with pytest.raises(ConfigError, match="fold must be one of"):
+        Recipe("x", Scheme(4, 32), None, None, "", fold="gptq")
+    with pytest.raises(ConfigError, match="8-bit dynamic activations"):
+        Recipe("x", Scheme(4, 32, dynamic_act8=False), None, None, "", fold="awq")
+    with pytest.raises(ConfigError, match="weight_algorithm"):
+        Recipe("x", Scheme(4, 32), None, None, "", weight_algorithm="gptq")
