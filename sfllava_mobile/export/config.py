@@ -64,7 +64,7 @@ class CoreMLOptions:
 
 OPTIONS = {"executorch": ExecuTorchOptions, "coreml": CoreMLOptions}
 BACKENDS = tuple(OPTIONS)
-DEFAULT_RECIPE = {"executorch": "8da4w", "coreml": "int4"}
+DEFAULT_RECIPE = {"executorch": "8da4w-awq", "coreml": "int4"}
 
 
 @dataclass(frozen=True)

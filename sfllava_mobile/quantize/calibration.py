@@ -45,7 +45,7 @@ class Calibration:
 
 
 @torch.no_grad()
-def calibrate(model, method: str, max_context: int = QUALITY_CTX) -> Calibration:
+def calibrate(model, method: str, max_context: int = QUALITY_CTX, algorithm: str = "rtn") -> Calibration:
     """The fold plan of ``model``'s decoder (weights untouched) from the shipped calibration text, and
     the float logits of the held-out text (for :func:`quality_report` after export)."""
     t0 = time.perf_counter()
@@ -54,7 +54,7 @@ def calibrate(model, method: str, max_context: int = QUALITY_CTX) -> Calibration
     batches = [torch.tensor([ids[i:i + BATCH_TOKENS]]) for i in range(0, min(len(ids), BATCHES * BATCH_TOKENS),
                                                                         BATCH_TOKENS)]
     lm = model.language_model
-    plan = smooth.calibrate(lm, batches, method)
+    plan = smooth.calibrate(lm, batches, method, algorithm=algorithm)
     info = {"method": method, "text": CALIBRATION_TEXT, "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "tokens": sum(b.shape[1] for b in batches), "groups_total": 3 * model.config.text.num_layers,
             "groups_scaled": len(plan["scales"]), "layer_error_ratio": round(plan["error_ratio"], 4),

@@ -40,7 +40,7 @@ class Scheme:
 
 
 FOLD_METHODS = ("awq", "smoothquant-0.5")
-WEIGHT_ALGORITHMS = ("rtn", "hqq")
+WEIGHT_ALGORITHMS = ("rtn", "hqq", "search")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Recipe:
     """Per component schemes. ``head`` is the decoder's output layer (``None``: as ``decoder_linear``);
     ``fold``: activation-aware scales folded into the norms before quantizing (``quantize/smooth.py``),
     calibrated on the shipped calibration text; ``weight_algorithm``: how 4-bit scales are chosen
-    (round-to-nearest of the group max, or torchao's HQQ scale search)."""
+    (``rtn``: group max / 7.5, torchao's default; ``hqq``: torchao's HQQ scale search; ``search``: the
+    group max / k with the smallest group error, k in 6.5 .. 8, ``torchao.searched_scales``)."""
 
     name: str
     decoder_linear: Scheme | None
@@ -91,13 +92,13 @@ EXECUTORCH_RECIPES: dict[str, Recipe] = {
     "8da4w-awq": Recipe(
         "8da4w-awq", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
         "as 8da4w, plus activation-aware scales (AWQ search per layer group, calibrated on the shipped text) "
-        "folded into the norms, and HQQ-searched 4-bit weight scales; same bytes as 8da4w",
-        fold="awq", weight_algorithm="hqq"),
+        "folded into the norms, and searched 4-bit group scales; same bytes as 8da4w",
+        fold="awq", weight_algorithm="search"),
     "8da4w-awq-h8": Recipe(
         "8da4w-awq-h8", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
-        "as 8da4w-awq, with an int8 per-channel output layer (8da8w): llama.cpp Q4_0's default also keeps "
-        "the output layer at 8 bits",
-        head=Scheme(8, 0), fold="awq", weight_algorithm="hqq"),
+        "as 8da4w-awq, with an int8 per-channel output layer (8da8w), as llama.cpp's Q4_0 default keeps "
+        "its output layer at 8 bits",
+        head=Scheme(8, 0), fold="awq", weight_algorithm="search"),
     "8da4w-sq": Recipe(
         "8da4w-sq", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
         "as 8da4w, plus SmoothQuant scales (alpha 0.5, calibrated on the shipped text) folded into the norms",
@@ -105,6 +106,10 @@ EXECUTORCH_RECIPES: dict[str, Recipe] = {
     "8da4w-h8": Recipe(
         "8da4w-h8", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
         "as 8da4w, with an int8 per-channel output layer (8da8w)", head=Scheme(8, 0)),
+    "8da4w-search": Recipe(
+        "8da4w-search", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
+        "as 8da4w, with each group's 4-bit scale searched (group max / k, k in 6.5..8, least squared error) "
+        "instead of max / 7.5; same bytes", weight_algorithm="search"),
     "8da4w-hqq": Recipe(
         "8da4w-hqq", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
         "as 8da4w, with 4-bit scales chosen by torchao's HQQ search instead of the group max",

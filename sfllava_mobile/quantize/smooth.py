@@ -47,18 +47,21 @@ def fold_groups(decoder: nn.Module) -> list[FoldGroup]:
 
 @torch.no_grad()
 def collect_inputs(decoder: nn.Module, groups: list[FoldGroup], batches: list[torch.Tensor],
-                   keep_rows: int = 512) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+                   keep_rows: int = 256) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per group: the per-channel max |x| over every calibration token, and up to ``keep_rows``
     evenly spaced input rows (for the search); ``batches`` are token-id tensors ``[1, S]``."""
     amax: dict[int, torch.Tensor] = {}
     rows: dict[int, list[torch.Tensor]] = {}
     hooks = []
+    per_batch = max(1, keep_rows // max(len(batches), 1))
     for gi, g in enumerate(groups):
         def hook(_mod, args, gi=gi):
             x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
             cur = x.abs().amax(0)
             amax[gi] = cur if gi not in amax else torch.maximum(amax[gi], cur)
-            rows.setdefault(gi, []).append(x)
+            # Subsample now: holding every row of every group would cost GBs at 7B.
+            pick = torch.linspace(0, x.shape[0] - 1, min(per_batch, x.shape[0])).long()
+            rows.setdefault(gi, []).append(x[pick].clone())
         hooks.append(g.consumers[0].register_forward_pre_hook(hook))
     try:
         for ids in batches:
@@ -66,16 +69,17 @@ def collect_inputs(decoder: nn.Module, groups: list[FoldGroup], batches: list[to
     finally:
         for h in hooks:
             h.remove()
-    out = {}
-    for gi in amax:
-        x = torch.cat(rows[gi])
-        pick = torch.linspace(0, x.shape[0] - 1, min(keep_rows, x.shape[0])).long()
-        out[gi] = (amax[gi], x[pick].clone())
-    return out
+    return {gi: (amax[gi], torch.cat(rows[gi])) for gi in amax}
 
 
-def fake_quant_weight(w: torch.Tensor, group: int = 32) -> torch.Tensor:
-    """Symmetric int4 with one scale per ``group`` inputs (torchao's 8da4w weights: max/7.5 range)."""
+def fake_quant_weight(w: torch.Tensor, group: int = 32, algorithm: str = "rtn") -> torch.Tensor:
+    """Symmetric int4 with one scale per ``group`` inputs: torchao's 8da4w weights (max / 7.5), or the
+    ``search`` recipes' searched scales."""
+    if algorithm == "search":
+        from .torchao import searched_scales
+
+        q, d = searched_scales(w, group)
+        return (q.float().reshape(w.shape[0], -1, group) * d.unsqueeze(-1)).reshape(w.shape)
     o, i = w.shape
     g = w.reshape(o, i // group, group)
     scale = (g.abs().amax(-1, keepdim=True) / 7.5).clamp(min=1e-9)
@@ -97,19 +101,20 @@ def _scales(x_amax: torch.Tensor, w_amax: torch.Tensor, alpha: float) -> torch.T
     return s.clamp(min=1e-4, max=1e4)
 
 
-def _group_error(consumers, x: torch.Tensor, s: torch.Tensor, group: int) -> float:
+def _group_error(consumers, x: torch.Tensor, s: torch.Tensor, group: int, algorithm: str = "rtn") -> float:
     err = 0.0
     xs = fake_quant_act(x / s)
     for lin in consumers:
         w = lin.weight.float()
         ref = x @ w.T
-        q = xs @ fake_quant_weight(w * s, group).T
+        q = xs @ fake_quant_weight(w * s, group, algorithm).T
         err += float((q - ref).pow(2).sum() / ref.pow(2).sum().clamp(min=1e-12))
     return err
 
 
 @torch.no_grad()
-def choose_scales(groups: list[FoldGroup], stats, alpha: float | None = None, group: int = 32) -> dict[int, dict]:
+def choose_scales(groups: list[FoldGroup], stats, alpha: float | None = None, group: int = 32,
+                  algorithm: str = "rtn") -> dict[int, dict]:
     """Per group: ``{"alpha", "scales", "error", "error_identity"}``. ``alpha=None`` searches
     :data:`ALPHAS` (plus "no scaling") for the smallest relative output error of the quantized group."""
     out = {}
@@ -118,11 +123,11 @@ def choose_scales(groups: list[FoldGroup], stats, alpha: float | None = None, gr
             continue
         x_amax, x = stats[gi]
         w_amax = torch.stack([c.weight.detach().float().abs().amax(0) for c in g.consumers]).amax(0)
-        ident = _group_error(g.consumers, x, torch.ones_like(x_amax), group)
+        ident = _group_error(g.consumers, x, torch.ones_like(x_amax), group, algorithm)
         best = {"alpha": None, "scales": None, "error": ident, "error_identity": ident}
         for a in ((alpha,) if alpha is not None else ALPHAS):
             s = _scales(x_amax, w_amax, a)
-            e = _group_error(g.consumers, x, s, group)
+            e = _group_error(g.consumers, x, s, group, algorithm)
             if e < best["error"] or alpha is not None:
                 best = {"alpha": a, "scales": s, "error": e, "error_identity": ident}
         out[gi] = best
@@ -134,7 +139,8 @@ def group_key(g: FoldGroup) -> str:
 
 
 @torch.no_grad()
-def calibrate(decoder: nn.Module, batches: list[torch.Tensor], method: str = "awq", group: int = 32) -> dict:
+def calibrate(decoder: nn.Module, batches: list[torch.Tensor], method: str = "awq", group: int = 32,
+              algorithm: str = "rtn") -> dict:
     """The fold plan of ``decoder`` (weights untouched): ``{"scales": {key: s}, "alphas": {key: a},
     "error_ratio": e}`` with keys ``layers.N.{attn_in,mlp_in,down_in}``; groups where no scale beats
     none are left out. ``method``: ``"awq"`` (search a per group) or ``"smoothquant-A"`` (fixed a)."""
@@ -145,7 +151,7 @@ def calibrate(decoder: nn.Module, batches: list[torch.Tensor], method: str = "aw
     else:
         raise ValueError(f"unknown fold method {method!r}: awq or smoothquant-ALPHA")
     groups = fold_groups(decoder)
-    chosen = choose_scales(groups, collect_inputs(decoder, groups, batches), alpha, group)
+    chosen = choose_scales(groups, collect_inputs(decoder, groups, batches), alpha, group, algorithm)
     keys = {gi: group_key(groups[gi]) for gi in chosen}
     err = sum(c["error"] for c in chosen.values()) / max(sum(c["error_identity"] for c in chosen.values()), 1e-12)
     return {"scales": {keys[gi]: c["scales"].float() for gi, c in chosen.items() if c["scales"] is not None},

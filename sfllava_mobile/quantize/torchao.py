@@ -43,6 +43,33 @@ def _config(scheme: Scheme, embedding: bool, algorithm: str = "rtn"):
                                                  intx_choose_qparams_algorithm=algo)
 
 
+SEARCH_STEPS = (6.5, 6.75, 7.0, 7.25, 7.5, 7.75, 8.0)
+
+
+@torch.no_grad()
+def searched_scales(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """4-bit symmetric codes ``[-8, 7]`` and one positive scale per ``group`` inputs: group max / k for
+    the k in :data:`SEARCH_STEPS` with the smallest squared error (torchao's default is k = 7.5 always;
+    k = 8 gives a negative extreme level -8 exactly and clips a positive one to 7). XNNPACK refuses
+    negative scales (measured: the program does not load), so llama.cpp Q4_0's signed scale, which
+    gives level -8 to a positive extreme too, is not available."""
+    o, i = w.shape
+    g = w.float().reshape(o, i // group, group)
+    amax = g.abs().amax(-1, keepdim=True).clamp(min=1e-12)
+    best_q = best_d = best_err = None
+    for k in SEARCH_STEPS:
+        d = amax / k
+        q = torch.clamp(torch.round(g / d), -8, 7)
+        err = (q * d - g).pow(2).sum(-1, keepdim=True)
+        if best_err is None:
+            best_q, best_d, best_err = q, d, err
+        else:
+            better = err < best_err
+            best_q, best_d = torch.where(better, q, best_q), torch.where(better, d, best_d)
+            best_err = torch.minimum(err, best_err)
+    return best_q.to(torch.int8).reshape(o, i), best_d.reshape(o, i // group)
+
+
 def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, kind: str,
                     algorithm: str = "rtn", head: Scheme | None = None, before=None) -> list[CoverageRow]:
     """Quantize every ``kind`` ("linear" or "embedding") layer of ``module`` in place; one row each.
@@ -66,7 +93,14 @@ def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, ki
             rows.append(CoverageRow(component, name, kind, shape, "float", None, None, 32.0, "recipe keeps float"))
             continue
         used, note = _fallback(width, layer_scheme)
+        search = algorithm == "search" and used.weight_bits == 4 and used.group > 0
+        float_w = layer.weight.detach() if search else None
         quantize_(layer, _config(used, kind == "embedding", algorithm), filter_fn=lambda m, fqn: isinstance(m, cls))
+        if search:  # same tensor layout, our codes and scales (torchao has no such scale search)
+            q, d = searched_scales(float_w, used.group)
+            layer.weight.qdata.copy_(q)
+            layer.weight.scale.copy_(d.to(layer.weight.scale.dtype))
+            layer.weight.zero_point.zero_()
         label = Scheme(used.weight_bits, used.group, used.dynamic_act8 and kind == "linear").label
         rows.append(CoverageRow(component, name, kind, shape, label, used.weight_bits, used.group,
                                 used.bits_per_weight(width), note))

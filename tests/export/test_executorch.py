@@ -156,8 +156,8 @@ def test_fold_recipe_ships_its_scales_and_verify_reapplies_them(exported_bundle,
 
     broken = tmp_path / "broken"
     shutil.copytree(e.bundle, broken)
-    save_file({k: v * (3.0 if i == 0 else 1.0) for i, (k, v) in enumerate(sorted(scales.items()))},
-              str(broken / "fold_scales.safetensors"))
+    # Reversed channel order (a uniform factor would not do: the fold is invariant to it).
+    save_file({k: v.flip(0).contiguous() for k, v in scales.items()}, str(broken / "fold_scales.safetensors"))
     report = verify_bundle(broken, model=e.model)
     assert not report["pass"]
 

@@ -17,7 +17,13 @@ def _mlp():
 
 
 def test_recipes_and_schemes_are_validated():
-    assert set(recipes.RECIPES["executorch"]) == {"none", "8da4w", "8da4w-v8", "8da4w-e8"}
+    assert set(recipes.RECIPES["executorch"]) == {"none", "8da4w", "8da4w-v8", "8da4w-e8", "8da4w-awq", "8da4w-awq-h8",
+                                                  "8da4w-sq", "8da4w-h8", "8da4w-search", "8da4w-hqq"}
+    from sfllava_mobile.export.config import DEFAULT_RECIPE
+
+    awq = recipes.get(DEFAULT_RECIPE["executorch"])  # the default: same bytes as 8da4w, measured better
+    assert awq.name == "8da4w-awq" and awq.fold == "awq" and awq.weight_algorithm == "search"
+    assert awq.head_scheme == recipes.get("8da4w").decoder_linear and recipes.get("8da4w-awq-h8").head_scheme.weight_bits == 8
     assert set(recipes.RECIPES["coreml"]) == {"none", "int4"}
     assert recipes.get("none").is_float and not recipes.get("8da4w").is_float
     assert not recipes.get("int4", "coreml").decoder_linear.dynamic_act8  # Core ML int4 is weight-only
@@ -65,3 +71,34 @@ def test_embeddings_and_float_rows():
     assert all(r.scheme == "float" and r.note == "recipe keeps float" for r in float_rows)
     s = coverage_summary(rows + float_rows)
     assert s["layers"] == 3 and s["quantized"] == 1 and s["float"] == 2
+
+
+def test_searched_scales_are_positive_in_range_and_never_worse_than_max_over_7_5():
+    from sfllava_mobile.quantize.torchao import searched_scales
+
+    torch.manual_seed(0)
+    w = torch.randn(16, 128) * torch.rand(16, 1)
+    w[0, 5] = 9.0  # a positive outlier: the case llama.cpp's signed scale serves and XNNPACK cannot
+    q, d = searched_scales(w, 32)
+    assert q.dtype == torch.int8 and int(q.min()) >= -8 and int(q.max()) <= 7 and bool((d > 0).all())
+    dq = (q.float().reshape(16, 4, 32) * d.unsqueeze(-1)).reshape(16, 128)
+    g = w.reshape(16, 4, 32)
+    s = g.abs().amax(-1, keepdim=True) / 7.5
+    rtn = (torch.clamp(torch.round(g / s), -8, 7) * s).reshape(16, 128)
+    err = (dq - w).pow(2).reshape(16, 4, 32).sum(-1)
+    err_rtn = (rtn - w).pow(2).reshape(16, 4, 32).sum(-1)
+    assert bool((err <= err_rtn + 1e-6).all()) and float(err.sum()) < 0.95 * float(err_rtn.sum())
+
+
+def test_search_recipe_writes_its_codes_into_the_torchao_tensor():
+    from torch import nn
+
+    from sfllava_mobile.quantize.recipes import Scheme
+    from sfllava_mobile.quantize.torchao import quantize_module, searched_scales
+
+    torch.manual_seed(1)
+    lin = nn.Linear(64, 8)
+    w = lin.weight.detach().clone()
+    quantize_module(nn.ModuleDict({"l": lin}), Scheme(4, 32), "decoder", "linear", "search")
+    q, d = searched_scales(w, 32)
+    assert torch.equal(lin.weight.qdata, q) and torch.allclose(lin.weight.scale, d)
