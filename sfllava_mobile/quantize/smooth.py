@@ -101,12 +101,11 @@ def _scales(x_amax: torch.Tensor, w_amax: torch.Tensor, alpha: float) -> torch.T
     return s.clamp(min=1e-4, max=1e4)
 
 
-def _group_error(consumers, x: torch.Tensor, s: torch.Tensor, group: int, algorithm: str = "rtn") -> float:
+def _group_error(consumers, refs, x: torch.Tensor, s: torch.Tensor, group: int, algorithm: str = "rtn") -> float:
     err = 0.0
     xs = fake_quant_act(x / s)
-    for lin in consumers:
+    for lin, ref in zip(consumers, refs):
         w = lin.weight.float()
-        ref = x @ w.T
         q = xs @ fake_quant_weight(w * s, group, algorithm).T
         err += float((q - ref).pow(2).sum() / ref.pow(2).sum().clamp(min=1e-12))
     return err
@@ -123,11 +122,12 @@ def choose_scales(groups: list[FoldGroup], stats, alpha: float | None = None, gr
             continue
         x_amax, x = stats[gi]
         w_amax = torch.stack([c.weight.detach().float().abs().amax(0) for c in g.consumers]).amax(0)
-        ident = _group_error(g.consumers, x, torch.ones_like(x_amax), group, algorithm)
+        refs = [x @ c.weight.float().T for c in g.consumers]  # once per group, not per candidate
+        ident = _group_error(g.consumers, refs, x, torch.ones_like(x_amax), group, algorithm)
         best = {"alpha": None, "scales": None, "error": ident, "error_identity": ident}
         for a in ((alpha,) if alpha is not None else ALPHAS):
             s = _scales(x_amax, w_amax, a)
-            e = _group_error(g.consumers, x, s, group, algorithm)
+            e = _group_error(g.consumers, refs, x, s, group, algorithm)
             if e < best["error"] or alpha is not None:
                 best = {"alpha": a, "scales": s, "error": e, "error_identity": ident}
         out[gi] = best
