@@ -84,7 +84,7 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         cal = None
         if recipe.fold is not None:
             with stage("calibrate", timings, peaks):
-                cal = calibration.calibrate(model, recipe.fold, r.max_context_len, recipe.weight_algorithm)
+                cal = calibration.calibrate(model, recipe.fold, r.max_context_len)
         ctx = backends.BuildContext(model, tmp, r, recipe, config.options, inplace, timings, peaks,
                                     fold_scales=cal.scales if cal else None)
         built = be.build(ctx)

@@ -45,7 +45,7 @@ class Calibration:
 
 
 @torch.no_grad()
-def calibrate(model, method: str, max_context: int = QUALITY_CTX, algorithm: str = "rtn") -> Calibration:
+def calibrate(model, method: str, max_context: int = QUALITY_CTX) -> Calibration:
     """The fold plan of ``model``'s decoder (weights untouched) from the shipped calibration text, and
     the float logits of the held-out text (for :func:`quality_report` after export)."""
     t0 = time.perf_counter()
