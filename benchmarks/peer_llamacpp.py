@@ -210,10 +210,10 @@ def our_quality(ckpt: Path, bundles: dict[str, Path], kld: Path, bos: int | None
     model = sfm.load(ckpt, dtype="float32")
     lm = model.language_model.eval()
     t0 = time.perf_counter()
-    ref = quality.scored_logits(lambda x: lm(input_ids=x, use_cache=False).logits, chunks)
+    ref = quality.scored_logits(quality.causal_lm_logits(lm), chunks)
     log(f"float32 reference over {chunks.scored} positions in {time.perf_counter() - t0:.0f} s")
     out = {"float32 (PyTorch)": quality.compare(ref, ref, chunks)}
-    del model, lm
+    model = lm = None  # free the float model before the bundles load
     for recipe, b in bundles.items():
         t0 = time.perf_counter()
         test = calibration.artifact_logits(PteDriver(b / "model.pte"), chunks)

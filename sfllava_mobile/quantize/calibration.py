@@ -64,7 +64,7 @@ def calibrate(model, method: str, max_context: int = QUALITY_CTX) -> Calibration
     held_ids = model.tokenizer.encode(shipped_text(HELD_OUT_TEXT))
     n_ctx = min(QUALITY_CTX, len(held_ids), max_context)
     chunks = quality.make_chunks(held_ids, n_ctx, 2)
-    reference = quality.scored_logits(lambda x: lm(input_ids=x, use_cache=False).logits, chunks)
+    reference = quality.scored_logits(quality.causal_lm_logits(lm), chunks)
     log.info("calibrated %s on %d tokens in %.1f s: %d of %d layer groups scaled, layer output error x%.3f",
              method, info["tokens"], info["seconds"], info["groups_scaled"], info["groups_total"],
              info["layer_error_ratio"])

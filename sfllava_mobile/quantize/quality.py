@@ -58,6 +58,11 @@ def make_chunks(ids: list[int], n_ctx: int, n_chunks: int | None = None, bos_id:
     return Chunks(chunks, n_ctx)
 
 
+def causal_lm_logits(lm):
+    """``ids -> logits`` of a transformers causal LM, no cache (the float reference of :func:`scored_logits`)."""
+    return lambda ids: lm(input_ids=ids, use_cache=False).logits
+
+
 @torch.no_grad()
 def scored_logits(logits_fn, chunks: Chunks) -> list[torch.Tensor]:
     """``logits_fn(ids[1, n_ctx]) -> [1, n_ctx, vocab]`` per chunk, cut to the scored rows (float32)."""
