@@ -53,7 +53,14 @@ def _clip(video: str, manifest, timings: dict) -> torch.Tensor:
     t0 = time.perf_counter()
     clip = read_clip(video, v.frames, v.sampling_rule, resize_to=(v.frame_height, v.frame_width))
     timings["decode_video_s"] = time.perf_counter() - t0
+    _mark(timings, "decode_video")
     return clip.frames
+
+
+def _mark(timings: dict, stage: str) -> None:
+    """Record the high-water RSS once ``stage`` has run (VmHWM only grows: a stage's own peak is
+    its value minus the previous stage's, when it is larger)."""
+    timings.setdefault("peak_rss_after_mb", {})[stage] = round(_peak_rss_mb(), 1)
 
 
 def _drive(driver, image, frames, before, after, steps, t: dict) -> None:
@@ -64,11 +71,14 @@ def _drive(driver, image, frames, before, after, steps, t: dict) -> None:
     t0 = time.perf_counter()
     rows = driver.vision(image, frames)
     t["vision_encoder_s"] = time.perf_counter() - t0
+    _mark(t, "vision_encoder")
     t0 = time.perf_counter()
     pos, logits = prefill(driver, before, rows, after)
     t1 = time.perf_counter()
+    _mark(t, "prefill")
     greedy(driver, logits, pos, steps + 1)
     t2 = time.perf_counter()
+    _mark(t, "decode")
     t.update({"prompt_tokens": pos, "prefill_s": t1 - t0, "decode_s": t2 - t1,
               "prefill_tokens_per_second": pos / (t1 - t0), "decode_tokens_per_second": steps / (t2 - t1)})
 
@@ -106,9 +116,11 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
         t0 = time.perf_counter()
         d = backends.get(manifest.backend).driver(bundle, manifest)
         t["load_s"] = time.perf_counter() - t0
+        _mark(t, "load")
         t0 = time.perf_counter()
         image = tall_image(frames)
         t["preprocess_s"] = time.perf_counter() - t0
+        _mark(t, "preprocess")
         _drive(d, image, frames, before, after, steps, t)
     else:
         raise SfllavaError(f"unknown engine {engine!r} for a {manifest.backend} bundle; choose from "

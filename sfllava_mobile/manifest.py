@@ -372,6 +372,9 @@ class EngineRun(_Model):
     time_to_first_token_s: float | None = None
     wall_s: float | None = None
     peak_rss_mb: float | None = None
+    peak_rss_after_mb: dict[str, float] | None = Field(
+        None, description="the process's high-water RSS (MB) right after each stage, in stage order: "
+                          "where a long clip's memory goes")
     note: str | None = None
 
 

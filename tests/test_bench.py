@@ -29,6 +29,10 @@ def test_bench_all_engines_json_and_plot(exported_bundle, clip_path, tmp_path, c
         assert e["decode_tokens_per_second"] > 0 and e["prefill_tokens_per_second"] > 0 and e["peak_rss_mb"] > 50
         assert e["prompt_tokens"] == r["engines"]["pte"]["prompt_tokens"] > r["visual_tokens"]
     assert r["artifact_vs_eager"]["decode_tokens_per_second"] > 0
+    # Memory per stage, in stage order; a high-water mark never falls and ends at the engine's peak.
+    after = r["engines"]["pte"]["peak_rss_after_mb"]
+    assert list(after) == ["decode_video", "load", "preprocess", "vision_encoder", "prefill", "decode"]
+    assert list(after.values()) == sorted(after.values()) and after["decode"] <= r["engines"]["pte"]["peak_rss_mb"]
     assert_valid_bench(r)
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["-q", "bench", str(bundle), "--video", str(tmp_path / "none.mp4")]) == 2

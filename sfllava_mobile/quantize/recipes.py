@@ -99,6 +99,12 @@ EXECUTORCH_RECIPES: dict[str, Recipe] = {
         "as 8da4w-awq, with an int8 per-channel output layer (8da8w), as llama.cpp's Q4_0 default keeps "
         "its output layer at 8 bits",
         head=Scheme(8, 0), fold="awq", weight_algorithm="search"),
+    "8da4w-awq-v8": Recipe(
+        "8da4w-awq-v8", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(8, 0),
+        "as 8da4w-awq, with int8 per-channel vision tower and projector weights (8da8w): XNNPACK's int8 "
+        "per-channel kernels run the compute-bound encoder faster than its 4-bit group kernels on x86 "
+        "(README, video time to first token); the tower's weights take twice the bytes",
+        fold="awq", weight_algorithm="search"),
     "8da4w-sq": Recipe(
         "8da4w-sq", Scheme(4, 32), Scheme(4, 32, dynamic_act8=False), Scheme(4, 32),
         "as 8da4w, plus SmoothQuant scales (alpha 0.5, calibrated on the shipped text) folded into the norms",

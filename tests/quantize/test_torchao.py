@@ -18,12 +18,15 @@ def _mlp():
 
 def test_recipes_and_schemes_are_validated():
     assert set(recipes.RECIPES["executorch"]) == {"none", "8da4w", "8da4w-v8", "8da4w-e8", "8da4w-awq", "8da4w-awq-h8",
-                                                  "8da4w-sq", "8da4w-h8", "8da4w-search", "8da4w-hqq"}
+                                                  "8da4w-awq-v8", "8da4w-sq", "8da4w-h8", "8da4w-search", "8da4w-hqq"}
     from sfllava_mobile.export.config import DEFAULT_RECIPE
 
     awq = recipes.get(DEFAULT_RECIPE["executorch"])  # the default: same bytes as 8da4w, measured better
     assert awq.name == "8da4w-awq" and awq.fold == "awq" and awq.weight_algorithm == "search"
     assert awq.head_scheme == recipes.get("8da4w").decoder_linear and recipes.get("8da4w-awq-h8").head_scheme.weight_bits == 8
+    v8 = recipes.get("8da4w-awq-v8")  # the default with an 8-bit encoder, nothing else changed
+    assert (v8.vision_linear, v8.fold, v8.decoder_linear) == (recipes.get("8da4w-v8").vision_linear, awq.fold,
+                                                             awq.decoder_linear)
     assert set(recipes.RECIPES["coreml"]) == {"none", "int4"}
     assert recipes.get("none").is_float and not recipes.get("8da4w").is_float
     assert not recipes.get("int4", "coreml").decoder_linear.dynamic_act8  # Core ML int4 is weight-only
