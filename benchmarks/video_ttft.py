@@ -88,26 +88,31 @@ def depth_overrides(preset: str, depth: int) -> dict:
     return {"vision.num_layers": depth + unused, "text.num_layers": depth}
 
 
-def run_point(preset: str, depth: int, frames: int, clip: Path, work: Path, limit_gb: float) -> dict:
-    """Export at ``depth`` blocks and ``frames`` frames, bench it; the bench JSON's pte engine plus export cost."""
+def run_point(preset: str, depth: int, frames: int, clip: Path, work: Path, limit_gb: float,
+              recipe: str = "8da4w", attention_frames: int | None = None) -> dict:
+    """Export at ``depth`` blocks and ``frames`` frames, bench it; the bench JSON's pte engine plus export cost.
+    ``attention_frames``: the export's ``--vision-attention-frames`` (None: its default)."""
     ckpt = write_random_checkpoint(preset, LAYOUT.get(preset, "ours"), depth_overrides(preset, depth),
                                    work / f"ckpt-{preset}-L{depth}")
-    bundle = work / f"bundle-{preset}-L{depth}-T{frames}"
+    tag = f"{recipe}-a{'auto' if attention_frames is None else attention_frames}"
+    bundle = work / f"bundle-{preset}-L{depth}-T{frames}-{tag}"
+    extra = [] if attention_frames is None else ["--vision-attention-frames", str(attention_frames)]
     export = {"skipped": True}
     if not (bundle / "manifest.json").is_file():
         export = run_watched(_cli() + ["-q", "export", "--checkpoint", str(ckpt), "--backend", "executorch",
-                                       "--quant", "8da4w", "--frames", str(frames), "--no-verify", "--overwrite",
-                                       "--out", str(bundle)], limit_gb, work / f"export-{preset}-L{depth}-T{frames}.log")
+                                       "--quant", recipe, "--frames", str(frames), "--no-verify", "--overwrite",
+                                       "--out", str(bundle), *extra], limit_gb, bundle.with_suffix(".export.log"))
         if export["exit_code"] != 0:
-            raise SystemExit(f"export failed ({export}); see {work}/export-{preset}-L{depth}-T{frames}.log")
-    log = work / f"bench-{preset}-L{depth}-T{frames}.log"
+            raise SystemExit(f"export failed ({export}); see {bundle.with_suffix('.export.log')}")
+    log = bundle.with_suffix(".bench.log")
     watched = run_watched(_cli() + ["-q", "bench", str(bundle), "--video", str(clip), "--steps", "4",
                                     "--engines", "pte", "--json"], limit_gb, log)
     if watched["exit_code"] != 0:
         raise SystemExit(f"bench failed ({watched}); see {log}")
     text = log.read_text()
     report = json.loads(text[text.rindex('{\n  "bench_version"'):])  # the log also holds native stderr
-    return {"depth": depth, "frames": frames, "visual_tokens": report["visual_tokens"],
+    return {"depth": depth, "frames": frames, "recipe": recipe, "vision_attention_frames": attention_frames,
+            "visual_tokens": report["visual_tokens"],
             "artifact_bytes": report["artifact_bytes"], "export": export, "pte": report["engines"]["pte"]}
 
 
@@ -156,6 +161,10 @@ def main() -> None:
                                                           "sf-llava-7b"])
     ap.add_argument("--frames", action="append", type=int)
     ap.add_argument("--depths", default="1,2", help="two truncated depths to fit a + b * blocks")
+    ap.add_argument("--recipe", default="8da4w",
+                    help="export recipe (8da4w: the default 8da4w-awq's kernels and bytes without its calibration "
+                         "pass; 8da4w-v8: an 8-bit encoder)")
+    ap.add_argument("--vision-attention-frames", type=int, help="the export option (default: its auto setting)")
     ap.add_argument("--clip-size", default="360x640", help="synthetic clip HxW (what a phone camera roll holds, scaled)")
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "sfllava-mobile" / "video_ttft"))
     ap.add_argument("--limit-gb", type=float, default=21.0)
@@ -176,7 +185,7 @@ def main() -> None:
     if not clip.is_file():
         write_clip(clip, num_frames=300, size=(h, w), fps=30)  # 10 s at 30 fps
     result = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "clip": f"{h}x{w}, 300 frames",
-              "recipe": "8da4w", "presets": {}}
+              "recipe": a.recipe, "vision_attention_frames": a.vision_attention_frames, "presets": {}}
     if not a.no_peak:
         cfg = presets.get(presets_[0]).vision
         rows = 4 * (cfg.image_size[0] // cfg.patch_size) * (cfg.image_size[1] // cfg.patch_size)
@@ -189,7 +198,8 @@ def main() -> None:
             points = []
             for d in depths:
                 t0 = time.perf_counter()
-                points.append(run_point(preset, d, frames, clip, work, a.limit_gb))
+                points.append(run_point(preset, d, frames, clip, work, a.limit_gb, a.recipe,
+                                        a.vision_attention_frames))
                 print(f"{preset} T={frames} L={d}: " + json.dumps({k: points[-1]["pte"].get(k) for k in STAGES + (
                     "peak_rss_after_mb",)}) + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
             full = extrapolate(points, cfg.vision.layers_used, cfg.text.num_layers, vision_share(cfg))

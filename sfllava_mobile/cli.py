@@ -104,7 +104,8 @@ def _cmd_plan(a) -> int:
     return 0
 
 
-_ET_FLAGS = {"attention": "--attention", "partitioner": "--partitioner", "no_rewrites": "--no-rewrites"}
+_ET_FLAGS = {"attention": "--attention", "partitioner": "--partitioner", "no_rewrites": "--no-rewrites",
+             "vision_attention_frames": "--vision-attention-frames"}
 _COREML_FLAGS = {"deployment_target": "--deployment-target", "compute_precision": "--compute-precision",
                  "prefill_chunk": "--prefill-chunk"}
 
@@ -114,13 +115,16 @@ def _backend_options(a):
     from .export.config import CoreMLOptions, ExecuTorchOptions
 
     mine, theirs = (_ET_FLAGS, _COREML_FLAGS) if a.backend == "executorch" else (_COREML_FLAGS, _ET_FLAGS)
-    wrong = [flag for key, flag in theirs.items() if getattr(a, key) not in (None, False)]
+    def given_(key: str) -> bool:  # 0 is a value (--vision-attention-frames 0), not "not given"
+        return getattr(a, key) is not None and getattr(a, key) is not False
+
+    wrong = [flag for key, flag in theirs.items() if given_(key)]
     if wrong:
         other = "coreml" if a.backend == "executorch" else "executorch"
         raise SfllavaError(f"{' and '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} "
                            f"{'an option' if len(wrong) == 1 else 'options'} of --backend {other}, "
                            f"not of --backend {a.backend}")
-    given = {key: getattr(a, key) for key in mine if getattr(a, key) not in (None, False)}
+    given = {key: getattr(a, key) for key in mine if given_(key)}
     if a.backend == "executorch":
         return ExecuTorchOptions(**{k: v for k, v in given.items() if k != "no_rewrites"},
                                  **({"rewrites": False} if given.get("no_rewrites") else {}))
@@ -283,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--partitioner", choices=["single", "two_pass_per_op"],
                    help="XNNPACK partitioning (default single; two_pass_per_op: upstream llava's, for comparison)")
     g.add_argument("--no-rewrites", action="store_true", help="skip the XNNPACK-friendly norm/attention rewrites")
+    g.add_argument("--vision-attention-frames", type=int,
+                   help="frames whose ViT attention runs together: bounds the encoder's memory on long clips "
+                        "(default: as many as keep their attention scores under 256 MB; 0: all at once)")
     g = s.add_argument_group("Core ML options")
     g.add_argument("--deployment-target", help="minimum_deployment_target (default iOS18)")
     g.add_argument("--compute-precision", choices=["float16", "float32"], help="default float16")

@@ -117,6 +117,15 @@ def assert_bundle_matches_schema(folder: Path) -> None:
         assert not errors, f"{folder / name}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:3])
 
 
+def _options() -> dict:
+    from sfllava_mobile.export.config import ExecuTorchOptions
+
+    # The shared tiny 8da4w bundle attends one frame at a time in its ViT (8 groups: a tree of cats),
+    # so every test that uses it also covers the grouped encoder.
+    return {("ours", "8da4w", "executorch"): ExecuTorchOptions(vision_attention_frames=1)}
+
+
+OPTIONS = _options()
 FRAMES = {"ours": None, "llava_repo": 4, "llava": 4, "llava_next": 4, "llava_onevision": 4}
 
 
@@ -167,7 +176,8 @@ def exported_bundle(layout_checkpoint, tmp_path_factory):
             from sfllava_mobile.export.config import ExportConfig
             from sfllava_mobile.export.parity import verify_bundle
 
-            result = export(model, out, ExportConfig(backend=backend, quant=quant, frames=FRAMES[layout]), source=ckpt)
+            result = export(model, out, ExportConfig(backend=backend, quant=quant, frames=FRAMES[layout],
+                                                     options=OPTIONS.get(key)), source=ckpt)
             report = verify_bundle(out, model=model, eager_programs=result.programs)
             cache[key] = Exported(layout, quant, ckpt, model, result, report)
         return cache[key]

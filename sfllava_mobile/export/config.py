@@ -21,17 +21,26 @@ class ExecuTorchOptions:
     """``attention``: ``custom`` uses ExecuTorch's ``update_cache``/``custom_sdpa``; ``generic`` the
     backend-neutral cache. ``partitioner``: ``single`` (one XNNPACK partitioner over dynamic-quant and
     fp32 ops: fewest delegate calls) or ``two_pass_per_op`` (upstream llava's: each quantized linear
-    alone, then the rest; kept to measure against). ``rewrites``: XNNPACK-friendly norms and ViT attention."""
+    alone, then the rest; kept to measure against). ``rewrites``: XNNPACK-friendly norms and ViT attention.
+    ``vision_attention_frames``: frames whose ViT attention runs together (the rest waits), which bounds
+    the encoder's working memory on long clips; ``None``: as many as keep one group's attention scores
+    under 256 MB (``rewrites.attention_frames``); ``0``: every frame at once."""
 
     attention: str = "custom"
     partitioner: str = "single"
     rewrites: bool = True
+    vision_attention_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTIONS:
             raise ConfigError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.partitioner not in PARTITIONERS:
             raise ConfigError(f"partitioner must be one of {PARTITIONERS}, got {self.partitioner!r}")
+        if self.vision_attention_frames is not None and self.vision_attention_frames < 0:
+            raise ConfigError(f"vision_attention_frames must be >= 0 (0: all frames at once), "
+                              f"got {self.vision_attention_frames}")
+        if self.vision_attention_frames and not self.rewrites:
+            raise ConfigError("vision_attention_frames needs the ViT attention rewrite; drop --no-rewrites")
 
     def to_dict(self) -> dict:
         return asdict(self)

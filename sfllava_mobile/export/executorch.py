@@ -26,7 +26,7 @@ from .executorch_lower import (METHODS, delegation_report, export_programs, forg
                                to_executorch)
 from .executorch_runtime import PteDriver, runner_check
 from .programs import Programs, build_programs
-from .rewrites import rewrite_norms, use_bmm_attention
+from .rewrites import attention_frames, rewrite_norms, use_bmm_attention
 
 log = logging.getLogger("sfllava_mobile")
 
@@ -43,14 +43,16 @@ def _attention(kind: str):
 
 
 def prepare_programs(model, frames: int, max_context: int, attention: str, rewrites: bool,
-                     copy_weights: bool = True) -> Programs:
+                     copy_weights: bool = True, vision_attention_frames: int | None = None) -> Programs:
     """The eager programs exactly as they will be exported (before quantization); ``verify``
     rebuilds the eager twin through this same function."""
     progs = build_programs(model, frames, max_context, _attention(attention), copy_weights=copy_weights)
     if rewrites:
         n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
-        use_bmm_attention(progs.vision_encoder)
-        log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole", n)
+        group = attention_frames(vision_attention_frames, model.config.vision, frames)
+        use_bmm_attention(progs.vision_encoder, group)
+        log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole; "
+                 "the ViT attends %d of %d frames at a time", n, group, frames)
     return progs
 
 
@@ -106,7 +108,7 @@ def build(ctx: BuildContext) -> Built:
     register_ops()
     with stage("prepare", t, p):
         progs = prepare_programs(model, r.frames, r.max_context_len, opts.attention, opts.rewrites,
-                                 copy_weights=not ctx.inplace)
+                                 copy_weights=not ctx.inplace, vision_attention_frames=opts.vision_attention_frames)
     if ctx.inplace:
         release_small_tensors(model)
     with stage("quantize", t, p):
@@ -156,7 +158,8 @@ def eager_twin(model, manifest: Manifest, bundle: Path | None = None) -> Program
     (consumes ``model``: quantized in place, layer by layer)."""
     opts = manifest.export.options
     progs = prepare_programs(model, manifest.video.frames, manifest.context.max_context_len,
-                             opts.get("attention", "custom"), opts.get("rewrites", True), copy_weights=False)
+                             opts.get("attention", "custom"), opts.get("rewrites", True), copy_weights=False,
+                             vision_attention_frames=opts.get("vision_attention_frames"))
     release_small_tensors(model)
     recipe = recipes.get(manifest.quantization.recipe, "executorch")
     scales = None

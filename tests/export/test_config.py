@@ -35,6 +35,10 @@ def test_executorch_options_are_validated():
         ExecuTorchOptions(attention="flash")
     with pytest.raises(ConfigError, match="partitioner must be one of"):
         ExecuTorchOptions(partitioner="none")
+    with pytest.raises(ConfigError, match="vision_attention_frames must be >= 0"):
+        ExecuTorchOptions(vision_attention_frames=-1)
+    with pytest.raises(ConfigError, match="needs the ViT attention rewrite"):
+        ExecuTorchOptions(vision_attention_frames=2, rewrites=False)
 
 
 def test_prefill_chunk_longer_than_a_decoder_call_is_refused():
