@@ -98,13 +98,14 @@ def run_point(preset: str, depth: int, frames: int, clip: Path, work: Path, limi
     bundle = work / f"bundle-{preset}-L{depth}-T{frames}-{tag}"
     extra = [] if attention_frames is None else ["--vision-attention-frames", str(attention_frames)]
     export = {"skipped": True}
+    elog = bundle.parent / (bundle.name + ".export.log")
     if not (bundle / "manifest.json").is_file():
         export = run_watched(_cli() + ["-q", "export", "--checkpoint", str(ckpt), "--backend", "executorch",
                                        "--quant", recipe, "--frames", str(frames), "--no-verify", "--overwrite",
-                                       "--out", str(bundle), *extra], limit_gb, bundle.with_suffix(".export.log"))
+                                       "--out", str(bundle), *extra], limit_gb, elog)
         if export["exit_code"] != 0:
-            raise SystemExit(f"export failed ({export}); see {bundle.with_suffix('.export.log')}")
-    log = bundle.with_suffix(".bench.log")
+            raise SystemExit(f"export failed ({export}); see {elog}")
+    log = bundle.parent / (bundle.name + ".bench.log")
     watched = run_watched(_cli() + ["-q", "bench", str(bundle), "--video", str(clip), "--steps", "4",
                                     "--engines", "pte", "--json"], limit_gb, log)
     if watched["exit_code"] != 0:
@@ -155,12 +156,45 @@ def extrapolate(points: list[dict], vision_blocks: int, text_blocks: int, vision
     return {k: round(v, 2) for k, v in out.items()}
 
 
+def markdown(result: dict) -> str:
+    """The README's table for one run: per preset and frame count, full depth (extrapolated)."""
+    from sfllava_mobile import presets
+    from sfllava_mobile.plan import model_summary, vision_flops
+
+    peak = result.get("int8_peak", {})
+    best = max((peak[k]["tops"] for k in ("8da4w", "8da8w") if k in peak), default=None)
+    lines = [f"{result['date']}, this machine ({result['threads']} threads), recipe `{result['recipe']}`, "
+             f"clip {result['clip']}. int8 peak (one XNNPACK linear at the ViT MLP's shape): "
+             + ", ".join(f"{k} {peak[k]['tops']:.3f} TOPS" for k in ("8da4w", "8da8w") if k in peak) + ".", "",
+             "| preset | frames | visual tokens | decode video s | vision s (s/frame) | vision TOPS (x peak) "
+             "| prefill s (tok/s) | TTFT s | peak RSS after vision / prefill GB | .pte GB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in result["presets"].items():
+        cfg = presets.get(name)
+        vparams = model_summary(cfg)["parameters"]["vision"]
+        for frames, f in entry["frames"].items():
+            if "extrapolated" not in f:
+                continue
+            x, deep = f["extrapolated"], max(f["measured"], key=lambda p: p["depth"])
+            after = deep["pte"].get("peak_rss_after_mb", {})
+            tops = vision_flops(cfg, int(frames), vparams) / x["vision_encoder_s"] / 1e12
+            grow = x["peak_rss_mb"] - deep["pte"]["peak_rss_mb"]  # the missing blocks' share, added to both
+            share = f" ({tops / best:.2f})" if best else ""
+            lines.append(
+                f"| {name} | {frames} | {f['visual_tokens']} | {x['decode_video_s']:.2f} "
+                f"| {x['vision_encoder_s']:.1f} ({x['vision_encoder_s'] / int(frames):.2f}) | {tops:.3f}{share} "
+                f"| {x['prefill_s']:.1f} ({f['visual_tokens'] / x['prefill_s']:.0f}) | {x['time_to_first_token_s']:.1f} "
+                f"| {(after.get('vision_encoder', 0) + grow) / 1024:.2f} / {(after.get('prefill', 0) + grow) / 1024:.2f} "
+                f"| {x['artifact_mb'] / 1024:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", action="append", choices=["sf-llava-1.5-1b", "sf-llava-1.5-3b", "sf-llava-1.5-7b",
                                                           "sf-llava-7b"])
     ap.add_argument("--frames", action="append", type=int)
-    ap.add_argument("--depths", default="1,2", help="two truncated depths to fit a + b * blocks")
+    ap.add_argument("--depths", default="1,2", help="two truncated depths to fit a + b * blocks (one: measure only)")
     ap.add_argument("--recipe", default="8da4w",
                     help="export recipe (8da4w: the default 8da4w-awq's kernels and bytes without its calibration "
                          "pass; 8da4w-v8: an 8-bit encoder)")
@@ -170,7 +204,12 @@ def main() -> None:
     ap.add_argument("--limit-gb", type=float, default=21.0)
     ap.add_argument("--no-peak", action="store_true", help="skip the int8 microbenchmark")
     ap.add_argument("--out", help="append one JSON line here")
+    ap.add_argument("--table", help="print the markdown table of every run in this JSONL file and exit")
     a = ap.parse_args()
+    if a.table:
+        for line in Path(a.table).read_text().splitlines():
+            print(markdown(json.loads(line)) + "\n")
+        return
     presets_ = a.preset or ["sf-llava-1.5-1b", "sf-llava-7b"]
     frames_ = a.frames or [32, 128]
     depths = [int(d) for d in a.depths.split(",")]
@@ -202,11 +241,15 @@ def main() -> None:
                                         a.vision_attention_frames))
                 print(f"{preset} T={frames} L={d}: " + json.dumps({k: points[-1]["pte"].get(k) for k in STAGES + (
                     "peak_rss_after_mb",)}) + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+            entry["frames"][str(frames)] = {"visual_tokens": points[0]["visual_tokens"], "measured": points}
+            if len(points) < 2:  # one depth: a memory or kernel comparison, nothing to fit
+                continue
             full = extrapolate(points, cfg.vision.layers_used, cfg.text.num_layers, vision_share(cfg))
-            entry["frames"][str(frames)] = {"visual_tokens": points[0]["visual_tokens"], "measured": points,
-                                            "extrapolated": full}
+            entry["frames"][str(frames)]["extrapolated"] = full
             print(f"{preset} T={frames} full depth (extrapolated): {json.dumps(full)}", flush=True)
         result["presets"][preset] = entry
+    if any("extrapolated" in f for e in result["presets"].values() for f in e["frames"].values()):
+        print(markdown(result))
     line = json.dumps(result)
     if a.out:
         with open(a.out, "a") as f:

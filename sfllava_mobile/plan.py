@@ -105,8 +105,12 @@ def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: i
     # Live activations at the widest point of each stage, fp32 unless noted (an allowance, not a trace):
     # ViT MLP: fc1 output, activation output, its int8 copy; residual and output.
     vision_mlp = rows_v * (9 * v.intermediate_size + 8 * v.hidden_size)
-    # ViT attention (bmm rewrite): scores [T * heads, n, n] as softmax input and output; q, k, v, residual.
-    vision_attention = 2 * num_frames * v.num_heads * n * n * FP32 + rows_v * 16 * v.hidden_size
+    # ViT attention (bmm rewrite), in the export's default frame groups: one group's scores
+    # [G * heads, n, n] as softmax input and output; q, k, v, residual for every frame.
+    from .export.rewrites import attention_frames
+
+    group = attention_frames(None, v, num_frames)
+    vision_attention = 2 * group * v.num_heads * n * n * FP32 + rows_v * 16 * v.hidden_size
     proj_rows = rows_v if cfg.slowfast.pool_position == "after_projector" else visual
     projector = proj_rows * (5 * cfg.projector.input_size + 9 * cfg.projector.output_size)
     vision_call = max(vision_mlp, vision_attention, projector)
@@ -126,6 +130,7 @@ def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: i
         "weights_bytes": weights,
         "weights_detail": {k: b for k, b in summary["export_weights"].items() if k != "total"},
         "kv_cache_bytes_fp32": kv, "kv_cache_bytes_per_position_fp32": kv_per_pos,
+        "vision_attention_frames": group,
         "working_bytes": {"vision_call": vision_call, "vision_attention": vision_attention, "vision_mlp": vision_mlp,
                           "projector": projector, "prefill_call": prefill_call, "visual_rows": visual_rows,
                           "input_frames": frames, "peak": working},
@@ -301,7 +306,7 @@ def format_device_estimate(est: dict, p: dict) -> str:
     if w["vision_call"] < w["prefill_call"]:
         largest = "prefill call: the whole prompt at once"
     elif w["vision_call"] == w["vision_attention"]:
-        largest = f"vision call: attention scores of all {p['frames']} frames at once"
+        largest = f"vision call: attention scores, {e['vision_attention_frames']} of {p['frames']} frames at a time"
     else:
         largest = f"vision call: all {p['frames']} frames at once"
     lines = [
