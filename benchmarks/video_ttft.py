@@ -156,6 +156,23 @@ def extrapolate(points: list[dict], vision_blocks: int, text_blocks: int, vision
     return {k: round(v, 2) for k, v in out.items()}
 
 
+def ab_encoder(preset: str, frames: int, depths: list[int], recipes_: list[str], rounds: int, clip: Path, work: Path,
+               limit_gb: float) -> dict:
+    """Recipes' vision encoders in the same run: each recipe exported at every depth, then the benches
+    interleaved (A B A B ...) so machine noise hits all; per-block seconds from the depth slope."""
+    runs: dict[str, dict[int, list[float]]] = {r: {d: [] for d in depths} for r in recipes_}
+    for _ in range(rounds):
+        for d in depths:
+            for r in recipes_:
+                p = run_point(preset, d, frames, clip, work, limit_gb, r)
+                runs[r][d].append(p["pte"]["vision_encoder_s"])
+    out = {"preset": preset, "frames": frames, "rounds": rounds, "vision_encoder_s": runs}
+    if len(depths) >= 2:
+        d1, d2 = depths[0], depths[-1]
+        out["per_block_s"] = {r: (min(runs[r][d2]) - min(runs[r][d1])) / (d2 - d1) for r in recipes_}
+    return out
+
+
 def markdown(result: dict) -> str:
     """The README's table for one run: per preset and frame count, full depth (extrapolated)."""
     from sfllava_mobile import presets
@@ -205,10 +222,14 @@ def main() -> None:
     ap.add_argument("--no-peak", action="store_true", help="skip the int8 microbenchmark")
     ap.add_argument("--out", help="append one JSON line here")
     ap.add_argument("--table", help="print the markdown table of every run in this JSONL file and exit")
+    ap.add_argument("--ab", help="comma list of recipes: compare their vision encoders, interleaved, at the first "
+                                 "--preset and --frames and at --depths; writes an 'ab' JSON line")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds for --ab")
     a = ap.parse_args()
     if a.table:
         for line in Path(a.table).read_text().splitlines():
-            print(markdown(json.loads(line)) + "\n")
+            if "presets" in json.loads(line) and json.loads(line)["presets"]:
+                print(markdown(json.loads(line)) + "\n")
         return
     presets_ = a.preset or ["sf-llava-1.5-1b", "sf-llava-7b"]
     frames_ = a.frames or [32, 128]
@@ -225,6 +246,13 @@ def main() -> None:
         write_clip(clip, num_frames=300, size=(h, w), fps=30)  # 10 s at 30 fps
     result = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "clip": f"{h}x{w}, 300 frames",
               "recipe": a.recipe, "vision_attention_frames": a.vision_attention_frames, "presets": {}}
+    if a.ab:
+        result["ab"] = ab_encoder(presets_[0], frames_[0], depths, a.ab.split(","), a.rounds, clip, work, a.limit_gb)
+        print(json.dumps(result["ab"]))
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(json.dumps(result) + "\n")
+        return
     if not a.no_peak:
         cfg = presets.get(presets_[0]).vision
         rows = 4 * (cfg.image_size[0] // cfg.patch_size) * (cfg.image_size[1] // cfg.patch_size)
