@@ -149,11 +149,9 @@ def extrapolate(points: list[dict], vision_blocks: int, text_blocks: int, vision
     out["time_to_first_token_with_decode_s"] = out["time_to_first_token_s"] + out["decode_video_s"]
     # Peak: the deeper run's, plus the measured RSS growth per block (weights, packed weights, KV cache),
     # split between a tower block and a decoder block by their parameter counts.
-    grow = (p2["pte"]["peak_rss_mb"] - p1["pte"]["peak_rss_mb"]) / (d2 - d1)
-    fv = vision_share
-    out["peak_rss_mb"] = p2["pte"]["peak_rss_mb"] + grow * (fv * (vision_blocks - d2) + (1 - fv) * (text_blocks - d2))
-    out["artifact_mb"] = (p2["artifact_bytes"] + (p2["artifact_bytes"] - p1["artifact_bytes"]) / (d2 - d1) * (
-        fv * (vision_blocks - d2) + (1 - fv) * (text_blocks - d2))) / 2**20
+    units = vision_share * (vision_blocks - d2) + (1 - vision_share) * (text_blocks - d2)  # blocks still missing
+    out["peak_rss_mb"] = p2["pte"]["peak_rss_mb"] + (p2["pte"]["peak_rss_mb"] - p1["pte"]["peak_rss_mb"]) / (d2 - d1) * units
+    out["artifact_mb"] = (p2["artifact_bytes"] + (p2["artifact_bytes"] - p1["artifact_bytes"]) / (d2 - d1) * units) / 2**20
     return {k: round(v, 2) for k, v in out.items()}
 
 
