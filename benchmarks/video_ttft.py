@@ -169,7 +169,20 @@ def ab_encoder(preset: str, frames: int, depths: list[int], recipes_: list[str],
     if len(depths) >= 2:
         d1, d2 = depths[0], depths[-1]
         out["per_block_s"] = {r: (min(runs[r][d2]) - min(runs[r][d1])) / (d2 - d1) for r in recipes_}
+        flops = block_flops(preset, frames)
+        out["per_block_tops"] = {r: round(flops / s / 1e12, 4) for r, s in out["per_block_s"].items()}
     return out
+
+
+def block_flops(preset: str, frames: int) -> float:
+    """One vision tower block's FLOPs over ``frames`` frames: its linears (2 x params x tokens) and attention."""
+    from sfllava_mobile import presets
+
+    v = presets.get(preset).vision
+    gh, gw = v.grid
+    n = gh * gw + (1 if v.kind == "clip" else 0)
+    params = 4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size
+    return float(frames * (2 * params * n + 4 * n * n * v.hidden_size))
 
 
 def markdown(result: dict) -> str:
@@ -245,18 +258,21 @@ def main() -> None:
         write_clip(clip, num_frames=300, size=(h, w), fps=30)  # 10 s at 30 fps
     result = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "clip": f"{h}x{w}, 300 frames",
               "recipe": a.recipe, "vision_attention_frames": a.vision_attention_frames, "presets": {}}
-    if a.ab:
-        result["ab"] = ab_encoder(presets_[0], frames_[0], depths, a.ab.split(","), a.rounds, clip, work, a.limit_gb)
-        print(json.dumps(result["ab"]))
-        if a.out:
-            with open(a.out, "a") as f:
-                f.write(json.dumps(result) + "\n")
-        return
     if not a.no_peak:
         cfg = presets.get(presets_[0]).vision
         rows = 4 * (cfg.image_size[0] // cfg.patch_size) * (cfg.image_size[1] // cfg.patch_size)
         result["int8_peak"] = int8_peak(rows, cfg.hidden_size, cfg.intermediate_size)
         print("int8 peak", json.dumps(result["int8_peak"]), flush=True)
+    if a.ab:
+        result["ab"] = ab_encoder(presets_[0], frames_[0], depths, a.ab.split(","), a.rounds, clip, work, a.limit_gb)
+        if "int8_peak" in result and "per_block_tops" in result["ab"]:
+            best = max(result["int8_peak"][k]["tops"] for k in ("8da4w", "8da8w"))
+            result["ab"]["x_int8_peak"] = {r: round(t / best, 3) for r, t in result["ab"]["per_block_tops"].items()}
+        print(json.dumps(result["ab"]))
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(json.dumps(result) + "\n")
+        return
     for preset in presets_:
         cfg = presets.get(preset)
         entry = {"vision_blocks": cfg.vision.layers_used, "text_blocks": cfg.text.num_layers, "frames": {}}
