@@ -225,8 +225,8 @@ def main() -> None:
     ap.add_argument("--frames", action="append", type=int)
     ap.add_argument("--depths", default="1,2", help="two truncated depths to fit a + b * blocks (one: measure only)")
     ap.add_argument("--recipe", default="8da4w",
-                    help="export recipe (8da4w: the default 8da4w-awq's kernels and bytes without its calibration "
-                         "pass; 8da4w-v8: an 8-bit encoder)")
+                    help="export recipe (8da4w: 8da4w-awq's kernels and bytes without its calibration pass; "
+                         "8da4w-v8: those of the default 8da4w-awq-v8, an 8-bit encoder)")
     ap.add_argument("--vision-attention-frames", type=int, help="the export option (default: its auto setting)")
     ap.add_argument("--clip-size", default="360x640", help="synthetic clip HxW (what a phone camera roll holds, scaled)")
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "sfllava-mobile" / "video_ttft"))

@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_args(s)
     s.add_argument("--allow-pickle", action="store_true")
     s.add_argument("--backend", default="executorch", choices=["executorch", "coreml"])
-    s.add_argument("--quant", help="recipe; ExecuTorch: none, 8da4w, 8da4w-awq (default), 8da4w-awq-h8, 8da4w-awq-v8, "
+    s.add_argument("--quant", help="recipe; ExecuTorch: none, 8da4w, 8da4w-awq, 8da4w-awq-h8, 8da4w-awq-v8 (default), "
                                    "8da4w-sq, 8da4w-h8, 8da4w-search, 8da4w-hqq, 8da4w-v8, 8da4w-e8; Core ML: none (fp16), int4 (default)")
     s.add_argument("--frames", type=int, help="frames per clip baked into the program (default: the model's)")
     s.add_argument("--max-seq-len", type=int)

@@ -9,15 +9,15 @@ from .config import ModelConfig
 from .ops import slowfast_token_counts
 
 BITS_4BIT_GROUP32 = 4 + 16 / 32  # int4 weights plus one fp16 scale per 32 weights
-XNNPACK_GROUP = 32  # 8da4w needs input widths that are multiples of the group; others fall back to int8
 RUNTIME_OVERHEAD_BYTES = 300_000_000  # assumed: ExecuTorch runtime, XNNPACK workspace, tokenizer, app + UI
 FP32 = 4
 
 # What the ExecuTorch estimate assumes, printed with it (``plan --device`` and its JSON).
 EXECUTORCH_ASSUMPTIONS = (
-    "weights: the 8da4w program as exported today: int4 group-32 linears and token embedding, the tied LM head "
-    "untied into a second 4-bit copy, int8 per-channel for a linear whose input width is not a multiple of 32 "
-    "(SigLIP's 4304-wide MLP output), float32 for convolutions, position tables, norms and biases",
+    "weights: the program of the default recipe (8da4w-awq-v8) as exported today: int4 group-32 decoder linears "
+    "and token embedding, the tied LM head untied into a second 4-bit copy, int8 per-channel vision tower and "
+    "projector linears (and any 4-bit linear whose input width is not a multiple of 32), float32 for "
+    "convolutions, position tables, norms and biases",
     "KV cache: float32 (the ExecuTorch export's cache dtype), allocated for every position of the context",
     "working memory: the largest of the vision call (all T frames in one call: MLP activations, or the "
     "fp32 attention scores [T x heads, n, n] held twice, as input and output of the softmax) and the prefill call "
@@ -46,32 +46,46 @@ def parameter_counts(cfg: ModelConfig, model=None) -> dict[str, int]:
     return counts
 
 
-def export_weight_bytes(cfg: ModelConfig, model=None) -> dict[str, int]:
-    """Weight bytes of the 8da4w ExecuTorch program, by the export's coverage rules (see
-    ``EXECUTORCH_ASSUMPTIONS``); within a few percent of the measured ``.pte`` sizes."""
+def export_weight_bytes(cfg: ModelConfig, model=None, recipe: str | None = None) -> dict[str, int]:
+    """Weight bytes of the ExecuTorch program exported with ``recipe`` (default: the backend's default
+    recipe), by the export's coverage rules (see ``EXECUTORCH_ASSUMPTIONS``); within a few percent of
+    the measured ``.pte`` sizes."""
     from torch import nn
 
+    from .export.config import DEFAULT_RECIPE
+    from .quantize import recipes
+
+    r = recipes.get(recipe or DEFAULT_RECIPE["executorch"])
     model = model if model is not None else _meta_model(cfg)
-    int4 = fallback = fallback_scales = floats = 0
+    int4 = int8 = fallback = fallback_scales = floats = 0.0
     seen: set[int] = set()
     for mname, mod in model.named_modules():
         for pname, p in mod.named_parameters(recurse=False):
             if id(p) in seen:
                 continue
             seen.add(id(p))
+            on_text = mname.startswith("language_model")
             if isinstance(mod, nn.Linear) and pname == "weight":
-                if mod.in_features % XNNPACK_GROUP == 0:
-                    int4 += p.numel()
-                else:
+                scheme = (r.head_scheme if mname.endswith("lm_head") else r.decoder_linear) if on_text \
+                    else r.vision_linear
+                if scheme is None:
+                    floats += p.numel()
+                elif scheme.group and mod.in_features % scheme.group:
                     fallback += p.numel()
                     fallback_scales += mod.out_features
-            elif isinstance(mod, nn.Embedding) and mname.startswith("language_model"):
-                int4 += p.numel()
+                elif scheme.weight_bits == 4:
+                    int4 += p.numel() * scheme.bits_per_weight(mod.in_features) / 8
+                else:
+                    int8 += p.numel() + FP32 * mod.out_features  # per-channel: one fp32 scale per row
+            elif isinstance(mod, nn.Embedding) and on_text and r.embedding is not None:
+                int4 += p.numel() * r.embedding.bits_per_weight(mod.embedding_dim) / 8
             else:
                 floats += p.numel()
     head = cfg.text.vocab_size * cfg.text.hidden_size if cfg.text.tie_word_embeddings else 0
-    out = {"int4_group32": int(int4 * BITS_4BIT_GROUP32 / 8), "untied_lm_head": int(head * BITS_4BIT_GROUP32 / 8),
-           "int8_fallback": fallback + FP32 * fallback_scales, "float32": FP32 * floats}
+    hs = r.head_scheme
+    out = {"int4_group32": int(int4), "int8_per_channel": int(int8),
+           "untied_lm_head": int(head * (hs.bits_per_weight(cfg.text.hidden_size) / 8 if hs else FP32)),
+           "int8_fallback": int(fallback + FP32 * fallback_scales), "float32": int(FP32 * floats)}
     out["total"] = sum(out.values())
     return out
 
@@ -97,7 +111,7 @@ def vision_flops(cfg: ModelConfig, num_frames: int, vision_params: int) -> float
 
 def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: int, positions: int,
                        new: int, summary: dict) -> dict:
-    """Memory and work of the ExecuTorch 8da4w program for this budget (see ``EXECUTORCH_ASSUMPTIONS``)."""
+    """Memory and work of the ExecuTorch program (default recipe) for this budget (see ``EXECUTORCH_ASSUMPTIONS``)."""
     t, v = cfg.text, cfg.vision
     gh, gw = v.grid
     n = gh * gw + (1 if v.kind == "clip" else 0)
@@ -275,7 +289,7 @@ def format_plan(p: dict) -> str:
         f"projector {p['parameters']['projector'] / 1e6:.1f} M, text {p['parameters']['text'] / 1e9:.3f} B)",
         f"  weights: fp16 {_gb(p['weights_bytes_fp16'])}, 4-bit (group 32, fp16 scales) {_gb(p['weights_bytes_4bit'])}",
         f"  vision encoder: {p['vision_tflops']:.1f} TFLOPs for the clip",
-        f"  ExecuTorch 8da4w program in memory: {_gb(e['total_bytes'])} = weights {_gb(e['weights_bytes'])} "
+        f"  ExecuTorch program (default recipe) in memory: {_gb(e['total_bytes'])} = weights {_gb(e['weights_bytes'])} "
         f"+ KV cache (fp32) {_gb(e['kv_cache_bytes_fp32'])} + working {_gb(e['working_bytes']['peak'])} "
         f"+ runtime {_gb(e['runtime_overhead_bytes'])} (estimate; `--device NAME` compares it with a phone)",
     ]

@@ -50,12 +50,22 @@ def _plan(name, frames, summaries):
 def test_export_weight_bytes_match_measured_pte():
     # .pte sizes from benchmarks/results/export_memory.jsonl (8da4w, 4 frames): the rules in
     # EXECUTORCH_ASSUMPTIONS (untied head, SigLIP's int8 fallback, float tables) account for them.
-    w1 = export_weight_bytes(presets.get("sf-llava-1.5-1b"))
+    w1 = export_weight_bytes(presets.get("sf-llava-1.5-1b"), recipe="8da4w")
     assert abs(w1["total"] - 1386.8e6) < 0.03 * 1386.8e6
     assert w1["untied_lm_head"] > 0 and w1["int8_fallback"] > 0  # without them the estimate is 1.11 GB
-    w7 = export_weight_bytes(presets.get("sf-llava-7b"))
+    w7 = export_weight_bytes(presets.get("sf-llava-7b"), recipe="8da4w")
     assert abs(w7["total"] - 3982.0e6) < 0.03 * 3982.0e6
-    assert w7["untied_lm_head"] == 0 and w7["int8_fallback"] == 0
+    assert w7["untied_lm_head"] == 0 and w7["int8_fallback"] == 0 and w7["int8_per_channel"] == 0
+
+
+def test_export_weight_bytes_follow_the_recipe():
+    # The default 8-bit encoder: video_ttft's 1B A/B measured +4.5 MB per SigLIP block (26 used + the
+    # projector) over 8da4w; the decoder's bytes do not change.
+    cfg = presets.get("sf-llava-1.5-1b")
+    w4, w8 = export_weight_bytes(cfg, recipe="8da4w"), export_weight_bytes(cfg)
+    assert w8["int8_per_channel"] > 0 and w8["untied_lm_head"] == w4["untied_lm_head"]
+    assert 0.10e9 < w8["total"] - w4["total"] < 0.20e9
+    assert export_weight_bytes(cfg, recipe="none")["total"] > 4 * w4["total"]
 
 
 def test_decode_bytes_per_token_follow_the_readme_floor(summaries):

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 MATRIX = [("llava_repo", "none"), ("llava_repo", "8da4w"), ("llava", "none"), ("llava", "8da4w"),
           ("llava_next", "8da4w"), ("llava_onevision", "8da4w"),
-          ("llava_repo", "8da4w-awq")]  # the default recipe on the v1 (LLaMA decoder) layout too
+          ("llava_repo", "8da4w-awq-v8")]  # the default recipe on the v1 (LLaMA decoder) layout too
 
 
 @pytest.mark.parametrize("layout,quant", MATRIX)

@@ -21,10 +21,11 @@ def test_recipes_and_schemes_are_validated():
                                                   "8da4w-awq-v8", "8da4w-sq", "8da4w-h8", "8da4w-search", "8da4w-hqq"}
     from sfllava_mobile.export.config import DEFAULT_RECIPE
 
-    awq = recipes.get(DEFAULT_RECIPE["executorch"])  # the default: same bytes as 8da4w, measured better
-    assert awq.name == "8da4w-awq" and awq.fold == "awq" and awq.weight_algorithm == "search"
+    awq = recipes.get("8da4w-awq")  # the decoder of the default: same bytes as 8da4w, measured better
+    assert awq.fold == "awq" and awq.weight_algorithm == "search"
     assert awq.head_scheme == recipes.get("8da4w").decoder_linear and recipes.get("8da4w-awq-h8").head_scheme.weight_bits == 8
-    v8 = recipes.get("8da4w-awq-v8")  # the default with an 8-bit encoder, nothing else changed
+    v8 = recipes.get(DEFAULT_RECIPE["executorch"])  # the default: 8da4w-awq with an 8-bit encoder, nothing else
+    assert v8.name == "8da4w-awq-v8" and v8.vision_linear.weight_bits == 8 and v8.vision_linear.dynamic_act8
     assert (v8.vision_linear, v8.fold, v8.decoder_linear) == (recipes.get("8da4w-v8").vision_linear, awq.fold,
                                                              awq.decoder_linear)
     assert set(recipes.RECIPES["coreml"]) == {"none", "int4"}
