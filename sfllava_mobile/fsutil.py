@@ -20,8 +20,11 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder next to ``target``; on success it replaces ``target``."""
+    """Yield a temporary folder next to ``target``; on success it replaces ``target``. A symlink
+    ``target`` (even a dangling one) is followed: the folder it names is replaced, the link kept."""
     target = Path(target)
+    if target.is_symlink():  # os.replace onto the link itself fails (or would replace the link)
+        target = target.resolve()
     if target.exists() and not (overwrite or (target.is_dir() and not any(target.iterdir()))):
         raise SfllavaError(f"{target} already exists; choose another path or pass --overwrite")
     target.parent.mkdir(parents=True, exist_ok=True)
