@@ -137,16 +137,19 @@ def gguf_files(src: Path, hf: Path, work: Path, model: str) -> dict[str, Path]:
 
 def our_bundles(ckpt: Path, recipes: list[str], work: Path, model: str, ctx: int) -> dict[str, Path]:
     out = {}
-    for recipe in recipes:
-        b = work / f"{model}-{recipe}"
+    for spec in recipes:
+        recipe, _, option = spec.partition("+")  # "8da4w-awq-h8+shared": export --shared-table
+        if option not in ("", "shared"):
+            raise SystemExit(f"error: {spec}: the only recipe option is +shared (export --shared-table)")
+        b = work / f"{model}-{spec}"
         if not (b / "manifest.json").is_file():
-            log(f"export {recipe} (no verify; the quality below is the check)")
+            log(f"export {spec} (no verify; the quality below is the check)")
             t0 = time.perf_counter()
             run([sys.executable, "-m", "sfllava_mobile.cli", "-q", "export", "--checkpoint", ckpt, "--quant", recipe,
                  "--frames", "4", "--max-seq-len", "256", "--max-context-len", str(max(512, ctx)), "--no-verify",
-                 "--out", b, "--overwrite"])
-            log(f"exported {recipe} in {time.perf_counter() - t0:.0f} s")
-        out[recipe] = b
+                 "--out", b, "--overwrite", *(["--shared-table"] if option else [])])
+            log(f"exported {spec} in {time.perf_counter() - t0:.0f} s")
+        out[spec] = b
     return out
 
 
@@ -200,7 +203,6 @@ def add_bos(gguf: Path) -> int | None:
 
 def our_quality(ckpt: Path, bundles: dict[str, Path], kld: Path, bos: int | None) -> dict:
     import sfllava_mobile as sfm
-    from sfllava_mobile.export.executorch_runtime import PteDriver
     from sfllava_mobile.quantize import calibration, quality
 
     n_ctx, _, chunk_ids = read_kld_tokens(kld)
@@ -216,7 +218,7 @@ def our_quality(ckpt: Path, bundles: dict[str, Path], kld: Path, bos: int | None
     model = lm = None  # free the float model before the bundles load
     for recipe, b in bundles.items():
         t0 = time.perf_counter()
-        test = calibration.artifact_logits(PteDriver(b / "model.pte"), chunks)
+        test = calibration.artifact_logits(our_driver(b), chunks)
         out[recipe] = quality.compare(ref, test, chunks)
         log(f"{recipe}: KL {out[recipe]['mean_kl']:.4f}, top-1 {out[recipe]['same_top1']:.3f} "
             f"({time.perf_counter() - t0:.0f} s)")
@@ -240,9 +242,7 @@ class OurSpeed:
     calls from an empty cache (as llama-bench's pp / tg tests)."""
 
     def __init__(self, bundle: Path):
-        from sfllava_mobile.export.executorch_runtime import PteDriver
-
-        self.driver = PteDriver(bundle / "model.pte")
+        self.driver = our_driver(bundle)
         self.emb = self.driver.embed(list(range(1, 257)))
         self.driver.decode(self.emb[:, :8], 0)  # warm-up (XNNPACK packs weights on first use)
 
@@ -266,6 +266,20 @@ def gguf_read_bytes(path: Path) -> int:
     names = {t.name for t in r.tensors}
     tied = "output.weight" not in names
     return sum(int(t.n_bytes) for t in r.tensors if t.name != "token_embd.weight" or tied)
+
+
+def our_driver(bundle: Path):
+    """The bundle's program (and data file, if it has one) through executorch.runtime."""
+    from sfllava_mobile.export.executorch import driver
+    from sfllava_mobile.manifest import read_manifest
+
+    return driver(bundle, read_manifest(bundle))
+
+
+def bundle_file_bytes(bundle: Path) -> int:
+    """What an app ships of the program: ``model.pte`` plus its data file, if any."""
+    m = json.loads((bundle / "manifest.json").read_text())["executorch"]
+    return sum((bundle / f).stat().st_size for f in (m["program"], m.get("data")) if f)
 
 
 def bundle_read_bytes(bundle: Path) -> int:
@@ -303,7 +317,7 @@ def speed(src: Path, files: dict[str, Path], bundles: dict[str, Path], rounds: i
     for label, key in engines:
         rs = runs[label]
         read = gguf_read_bytes(files[key]) if label.startswith("llama") else bundle_read_bytes(bundles[key])
-        size = files[key].stat().st_size if label.startswith("llama") else (bundles[key] / "model.pte").stat().st_size
+        size = files[key].stat().st_size if label.startswith("llama") else bundle_file_bytes(bundles[key])
         dec = statistics.median(r["decode_tok_s"] for r in rs)
         floor = bw * 1e9 / read
         out["engines"][label] = {

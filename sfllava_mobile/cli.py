@@ -105,7 +105,7 @@ def _cmd_plan(a) -> int:
 
 
 _ET_FLAGS = {"attention": "--attention", "partitioner": "--partitioner", "no_rewrites": "--no-rewrites",
-             "vision_attention_frames": "--vision-attention-frames"}
+             "vision_attention_frames": "--vision-attention-frames", "shared_table": "--shared-table"}
 _COREML_FLAGS = {"deployment_target": "--deployment-target", "compute_precision": "--compute-precision",
                  "prefill_chunk": "--prefill-chunk"}
 
@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vision-attention-frames", type=int,
                    help="frames whose ViT attention runs together: bounds the encoder's memory on long clips "
                         "(default: as many as keep their attention scores under 256 MB; 0: all at once)")
+    g.add_argument("--shared-table", action="store_true",
+                   help="tied decoders: the embedding reads the 8-bit head's table, stored once in model.ptd "
+                        "beside model.pte (with --quant 8da4w-awq-h8)")
     g = s.add_argument_group("Core ML options")
     g.add_argument("--deployment-target", help="minimum_deployment_target (default iOS18)")
     g.add_argument("--compute-precision", choices=["float16", "float32"], help="default float16")

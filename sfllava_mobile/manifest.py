@@ -201,6 +201,9 @@ class KernelLibraryUse(_Model):
 
 class ExecuTorchSection(_Model):
     program: str = Field(description="the .pte file; every method is in it")
+    data: str | None = Field(default=None, description="ExecuTorch external data file (.ptd) the program's "
+                             "constants partly live in; the runner must be given it (its data path). Set when "
+                             "a tied table is stored once (export --shared-table)")
     metadata_methods: dict[str, Any] = Field(description="constant methods the stock runner reads")
     delegation: dict[str, Delegation]
     kernel_libraries: list[KernelLibraryUse]

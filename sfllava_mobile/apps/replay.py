@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import SfllavaError
-from ..export.executorch_runtime import raw_piece_tokenizer
+from ..export.executorch_runtime import make_runner, raw_piece_tokenizer
 from ..export.native_io import native_quiet, stdout_to_stderr
 
 
@@ -32,7 +32,7 @@ def load_calls(folder: Path) -> dict:
 
 def replay(bundle: Path, folder: Path, max_new_tokens: int) -> list[str]:
     """Raw pieces (the tokenizer's vocab strings, no decoder) the runner streams for the calls, up to EOS."""
-    from executorch.extension.llm.runner import GenerationConfig, MultimodalRunner, make_image_input, make_text_input
+    from executorch.extension.llm.runner import GenerationConfig, make_image_input, make_text_input
 
     from ..export.kernels import register_all
 
@@ -51,6 +51,6 @@ def replay(bundle: Path, folder: Path, max_new_tokens: int) -> list[str]:
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False, num_bos=calls["num_bos"])
     with tempfile.TemporaryDirectory() as d, native_quiet(), stdout_to_stderr():
         # Raw pieces: a random-weight answer is often not valid UTF-8 text (raw_piece_tokenizer).
-        runner = MultimodalRunner(str(bundle / "model.pte"), str(raw_piece_tokenizer(bundle / "tokenizer.json", Path(d))))
+        runner = make_runner(bundle, raw_piece_tokenizer(bundle / "tokenizer.json", Path(d)))
         runner.generate(inputs, config, pieces.append, lambda stats: None)
     return pieces

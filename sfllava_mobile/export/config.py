@@ -24,12 +24,16 @@ class ExecuTorchOptions:
     alone, then the rest; kept to measure against). ``rewrites``: XNNPACK-friendly norms and ViT attention.
     ``vision_attention_frames``: frames whose ViT attention runs together (the rest waits), which bounds
     the encoder's working memory on long clips; ``None``: as many as keep one group's attention scores
-    under 256 MB (``rewrites.attention_frames``); ``0``: every frame at once."""
+    under 256 MB (``rewrites.attention_frames``); ``0``: every frame at once. ``shared_table``: for a
+    tied decoder, ``token_embedding`` reads the LM head's int8 table (stored once, in ``model.ptd``
+    beside ``model.pte``; the runner loads both) instead of a second 4-bit copy; needs a recipe
+    whose head is 8-bit per channel (``8da4w-awq-h8``)."""
 
     attention: str = "custom"
     partitioner: str = "single"
     rewrites: bool = True
     vision_attention_frames: int | None = None
+    shared_table: bool = False
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTIONS:
@@ -112,6 +116,11 @@ class ExportConfig:
         elif not isinstance(self.options, OPTIONS[self.backend]):
             raise ConfigError(f"the {self.backend} backend takes {OPTIONS[self.backend].__name__}, "
                               f"not {type(self.options).__name__}")
+        if isinstance(self.options, ExecuTorchOptions) and self.options.shared_table:
+            head = recipes.get(self.quant, self.backend).head_scheme
+            if head is None or head.weight_bits != 8 or head.group:
+                raise ConfigError(f"a shared table is the head's int8 per-channel table, and recipe {self.quant} "
+                                  f"has a {head.label if head else 'float'} head; use --quant 8da4w-awq-h8")
         for name in ("frames", "max_seq_len", "max_context_len"):
             v = getattr(self, name)
             if v is not None and v < 1:

@@ -19,7 +19,7 @@ from sfllava_mobile.model.kv_decoder import GenericCacheAttention
 
 from ..errors import ConfigError
 from ..quantize import calibration, coverage, recipes, torchao as tq
-from . import kernels
+from . import kernels, shared_table
 from .backend import BuildContext, Built
 from .config import ResolvedExport
 from .executorch_lower import (METHODS, delegation_report, export_programs, forget_lowering_state, lower,
@@ -106,6 +106,8 @@ def build(ctx: BuildContext) -> Built:
     model, r, recipe, opts = ctx.model, ctx.resolved, ctx.recipe, ctx.options
     t, p = ctx.timings, ctx.peaks
     register_ops()
+    if opts.shared_table:
+        shared_table.check_tied(model.config)
     with stage("prepare", t, p):
         progs = prepare_programs(model, r.frames, r.max_context_len, opts.attention, opts.rewrites,
                                  copy_weights=not ctx.inplace, vision_attention_frames=opts.vision_attention_frames)
@@ -113,6 +115,8 @@ def build(ctx: BuildContext) -> Built:
         release_small_tensors(model)
     with stage("quantize", t, p):
         rows = quantize_programs(progs, recipe, ctx.fold_scales)
+        if opts.shared_table:
+            rows = shared_table.share(progs, rows)
     s = coverage.summary(rows)
     log.info("coverage: %d layers, %d quantized (%d with a fallback group), %d float; %.2f bits/weight\n%s",
              s["layers"], s["quantized"], s["fallbacks"], s["float"], s["bits_per_weight"], coverage.format_rows(rows))
@@ -120,13 +124,17 @@ def build(ctx: BuildContext) -> Built:
         eps = export_programs(progs, model, r)
     meta = metadata(model, r)
     with stage("to_edge_transform_and_lower", t, p):
-        edge = lower(eps, meta, opts.partitioner)
+        edge = lower(eps, meta, opts.partitioner,
+                     {"text_decoder": [shared_table.tag_head]} if opts.shared_table else None)
     with stage("to_executorch", t, p):
-        et = to_executorch(edge)
+        et = to_executorch(edge, shared_table.external if opts.shared_table else None)
         del edge, eps  # the lowered program holds what it needs; free the traced graphs' constants
     with stage("write", t, p):
         with open(ctx.folder / PTE_NAME, "wb") as f:
             et.write_to_file(f)
+        if opts.shared_table:
+            et.write_tensor_data_to_file(str(ctx.folder))
+            _check_shared(ctx.folder, model)
     delegation = delegation_report(et)
     operators = kernels.program_operators(et)
     del et
@@ -143,14 +151,28 @@ def build(ctx: BuildContext) -> Built:
     for name, rep in delegation.items():
         log.info("%s: %d delegate call(s); outside the delegate: %s", name, rep["delegate_calls"],
                  ", ".join(f"{k} x{v}" for k, v in rep["outside_delegate"].items()) or "nothing")
-    section = ExecuTorchSection(program=PTE_NAME, metadata_methods=meta, delegation=delegation,
+    data = shared_table.DATA_NAME if opts.shared_table else None
+    section = ExecuTorchSection(program=PTE_NAME, data=data, metadata_methods=meta, delegation=delegation,
                                 kernel_libraries=libraries)
-    return Built(artifacts={"program": PTE_NAME}, methods=_method_contract(model, r), coverage=rows,
-                 section=section, programs=progs)
+    return Built(artifacts={"program": PTE_NAME, **({"data": data} if data else {})},
+                 methods=_method_contract(model, r), coverage=rows, section=section, programs=progs)
+
+
+def _check_shared(folder: Path, model) -> None:
+    """The point of the option: the data file holds the table once (int8 rows plus fp32 scales)."""
+    text = model.config.text
+    table = text.vocab_size * text.hidden_size + 4 * text.vocab_size
+    size = (folder / shared_table.DATA_NAME).stat().st_size
+    if not table <= size < 1.05 * table + (1 << 16):
+        raise ConfigError(f"{shared_table.DATA_NAME} holds {size} bytes, not one {table}-byte table: the embedding "
+                          "and the head were not stored as one buffer")
+    log.info("shared table: %s holds the %d x %d int8 table once (%.1f MB)", shared_table.DATA_NAME,
+             text.vocab_size, text.hidden_size, size / 1e6)
 
 
 def driver(bundle: Path, manifest: Manifest) -> PteDriver:
-    return PteDriver(Path(bundle) / manifest.executorch.program)
+    data = manifest.executorch.data
+    return PteDriver(Path(bundle) / manifest.executorch.program, Path(bundle) / data if data else None)
 
 
 def eager_twin(model, manifest: Manifest, bundle: Path | None = None) -> Programs:
@@ -167,7 +189,9 @@ def eager_twin(model, manifest: Manifest, bundle: Path | None = None) -> Program
         if bundle is None or "fold_scales" not in manifest.artifacts:
             raise ConfigError(f"recipe {recipe.name} needs the bundle's {calibration.SCALES_FILE}")
         scales = calibration.load_scales(Path(bundle) / manifest.artifacts["fold_scales"])
-    quantize_programs(progs, recipe, scales)
+    rows = quantize_programs(progs, recipe, scales)
+    if opts.get("shared_table"):
+        shared_table.share(progs, rows)
     return progs
 
 

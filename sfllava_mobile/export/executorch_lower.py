@@ -75,7 +75,7 @@ def shared_weights_on_deepcopy(storages: set[int]):
             cls.__deepcopy__ = orig
 
 
-def lower(eps: dict, meta: dict, scheme: str = "single"):
+def lower(eps: dict, meta: dict, scheme: str = "single", transform_passes: dict | None = None):
     from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
@@ -92,7 +92,7 @@ def lower(eps: dict, meta: dict, scheme: str = "single"):
     try:
         with shared_weights_on_deepcopy(_storages(eps)):
             return to_edge_transform_and_lower(
-                eps, partitioner=partitioner, constant_methods=meta,
+                eps, partitioner=partitioner, constant_methods=meta, transform_passes=transform_passes,
                 compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
     finally:
         forget_lowering_state()
@@ -128,7 +128,8 @@ def forget_lowering_state() -> int:
     return cleared
 
 
-def to_executorch(edge):
+def to_executorch(edge, external_constants=None):
+    """``external_constants``: ``node -> tag | None``, constants that go to the tag's ``.ptd``."""
     from executorch.exir import ExecutorchBackendConfig
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
@@ -138,7 +139,8 @@ def to_executorch(edge):
         do_quant_fusion_and_const_prop=True,  # 4-bit embedding -> quantized_decomposed::embedding_4bit
         # The KV cache gets its own memory: without it, running vision_encoder overwrites the cache.
         memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False, share_mutable_buffers=True),
-        sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass()))
+        sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+        external_constants=external_constants or False))
 
 
 _BOOKKEEPING = ("alloc", "getitem", "view")  # memory planning's own nodes, not compute

@@ -21,10 +21,10 @@ class PteDriver:
     name = "pte"
     engine = "the exported program (executorch.runtime, XNNPACK on this host)"
 
-    def __init__(self, pte: Path):
+    def __init__(self, pte: Path, data: Path | None = None):
         from .kernels import load_program
 
-        self.program, self.methods = load_program(pte, ("vision_encoder", "token_embedding", "text_decoder"))
+        self.program, self.methods = load_program(pte, ("vision_encoder", "token_embedding", "text_decoder"), data)
         self.max_seq_len = int(self.metadata("get_max_seq_len")[0])
 
     def _run(self, method: str, inputs: list):
@@ -78,14 +78,23 @@ def until_eos(pieces: list[str], eos_pieces: set[str]) -> list[str]:
     return out
 
 
+def make_runner(bundle: Path, tokenizer: Path):
+    """The stock C++ ``MultimodalRunner`` on the bundle's program (and its data file, if it has one)."""
+    from executorch.extension.llm.runner import MultimodalRunner
+
+    et = json.loads((Path(bundle) / "manifest.json").read_text()).get("executorch") or {}
+    data = et.get("data")
+    return MultimodalRunner(str(Path(bundle) / et.get("program", "model.pte")), str(tokenizer),
+                            str(Path(bundle) / data) if data else None)
+
+
 def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expected: list[int]) -> dict:
     """The C++ MultimodalRunner on the bundle's program, fed text + tall image + text as an app does.
 
     The prompt goes in as text (so the runner's own tokenizer is exercised, BOS as a token input
     where the template has one); the answer is compared token by token through raw pieces.
     """
-    from executorch.extension.llm.runner import (GenerationConfig, MultimodalRunner, make_image_input,
-                                                 make_text_input, make_token_input)
+    from executorch.extension.llm.runner import GenerationConfig, make_image_input, make_text_input, make_token_input
 
     from .kernels import register_all
 
@@ -100,7 +109,7 @@ def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expect
     with tempfile.TemporaryDirectory() as d:
         raw = raw_piece_tokenizer(bundle / "tokenizer.json", Path(d))
         with native_quiet(), stdout_to_stderr():
-            runner = MultimodalRunner(str(bundle / "model.pte"), str(raw))
+            runner = make_runner(bundle, raw)
             t0 = time.perf_counter()
             runner.generate(inputs, GenerationConfig(max_new_tokens=steps, temperature=0.0, echo=False),
                             pieces.append, stats.append)
@@ -122,8 +131,7 @@ def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expect
 def runner_timings(bundle: Path, manifest, before: list[int], image: torch.Tensor, after: list[int],
                    steps: int) -> dict:
     """Prefill and decode timings of the C++ MultimodalRunner on the bundle, from its own stats."""
-    from executorch.extension.llm.runner import (GenerationConfig, MultimodalRunner, make_image_input,
-                                                 make_token_input)
+    from executorch.extension.llm.runner import GenerationConfig, make_image_input, make_token_input
 
     from .kernels import register_all
 
@@ -132,7 +140,7 @@ def runner_timings(bundle: Path, manifest, before: list[int], image: torch.Tenso
     # Raw-piece tokenizer: random-weight answers are often invalid UTF-8 (see raw_piece_tokenizer).
     with native_quiet(), stdout_to_stderr(), tempfile.TemporaryDirectory() as tmpdir:
         tokenizer = raw_piece_tokenizer(Path(bundle) / "tokenizer.json", Path(tmpdir))
-        runner = MultimodalRunner(str(Path(bundle) / manifest.executorch.program), str(tokenizer))
+        runner = make_runner(Path(bundle), tokenizer)
         inputs = [make_token_input(before), make_image_input(image), make_token_input(after)]
         t0 = time.perf_counter()
         runner.generate(inputs, GenerationConfig(max_new_tokens=steps + 1, temperature=0.0, echo=False),

@@ -128,9 +128,10 @@ def _describe(missing: list[str]) -> str:
     return "; ".join(parts)
 
 
-def load_program(pte: str | Path, methods: tuple[str, ...] = ()):
+def load_program(pte: str | Path, methods: tuple[str, ...] = (), data: str | Path | None = None):
     """``(Program, {method: Method})`` through ``executorch.runtime`` with every known kernel
-    library registered; a missing operator raises :class:`SfllavaError` naming its library."""
+    library registered; a missing operator raises :class:`SfllavaError` naming its library.
+    ``data``: the program's external data file (``.ptd``), if its constants live partly there."""
     from executorch.runtime import Runtime
 
     from .native_io import native_quiet
@@ -141,7 +142,9 @@ def load_program(pte: str | Path, methods: tuple[str, ...] = ()):
         ops = sorted({op for m in missing.values() for op in m})
         raise SfllavaError(f"{pte} needs operators no loaded kernel library provides: {_describe(ops)}")
     with native_quiet():
-        program = Runtime.get().load_program(str(pte))
+        if data is not None and not Path(data).is_file():
+            raise SfllavaError(f"{pte} keeps constants in {data}, which is missing")
+        program = Runtime.get().load_program(str(pte), data_path=str(data) if data is not None else None)
     loaded = {}
     for name in methods:
         log = io.StringIO()
