@@ -19,6 +19,11 @@ public final class ExecuTorchEngine: VideoQAEngine {
         guard let program = bundle.manifest.executorch?.program else {
             throw KitError("\(bundle.name) is a \(bundle.manifest.backend) bundle, not an ExecuTorch one")
         }
+        if let data = bundle.manifest.executorch?.data {
+            // ExecuTorchLLM's MultimodalRunner(modelPath:tokenizerPath:) takes no data file (executorch 1.5).
+            throw KitError("\(bundle.name) keeps weights in \(data), which the ExecuTorch Swift runner cannot load; "
+                + "export it without --shared-table for iOS")
+        }
         self.bundle = bundle
         runner = MultimodalRunner(
             modelPath: bundle.url.appendingPathComponent(program).path,

@@ -30,7 +30,7 @@ public struct BundleFolder: Sendable {
         }
         let bundle = BundleFolder(url: url, manifest: manifest, golden: try Golden.parse(goldenData))
         var needed = [manifest.artifacts["tokenizer"] ?? "tokenizer.json"]
-        if let et = manifest.executorch { needed.append(et.program) }
+        if let et = manifest.executorch { needed += [et.program] + (et.data.map { [$0] } ?? []) }
         if let cm = manifest.coreml { needed += methodNames.compactMap { cm.packages[$0] } }
         for file in needed where !fm.fileExists(atPath: url.appendingPathComponent(file).path) {
             throw KitError("\(url.lastPathComponent): \(file) is missing (copy the whole bundle folder)")

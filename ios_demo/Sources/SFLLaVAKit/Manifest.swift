@@ -122,9 +122,11 @@ public struct Manifest: Codable, Equatable, Sendable {
 
     public struct ExecuTorch: Codable, Equatable, Sendable {
         public let program: String
+        /// External data file (`.ptd`) part of the program's weights live in (`export --shared-table`).
+        public let data: String?
         public let kernelLibraries: [KernelLibrary]
         enum CodingKeys: String, CodingKey {
-            case program
+            case program, data
             case kernelLibraries = "kernel_libraries"
         }
     }

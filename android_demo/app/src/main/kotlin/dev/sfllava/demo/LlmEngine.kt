@@ -31,7 +31,7 @@ class LlmEngine(private val bundle: BundleFolder) : Closeable {
             bundle.program.absolutePath,
             bundle.tokenizer.absolutePath,
             0f, // greedy, as the golden tokens and parity were taken
-            null as String?,
+            bundle.data?.absolutePath, // the external weights file, when the bundle has one
             bundle.manifest.numBos,
             0
         )

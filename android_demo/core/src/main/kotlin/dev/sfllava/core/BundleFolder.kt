@@ -8,6 +8,9 @@ data class BundleFolder(val dir: File, val manifest: Manifest, val golden: Golde
     val program: File get() = File(dir, manifest.programFile())
     val tokenizer: File get() = File(dir, manifest.artifacts["tokenizer"] ?: "tokenizer.json")
 
+    /** The program's data file (part of its weights), or null when the program holds them all. */
+    val data: File? get() = manifest.dataFile()?.let { File(dir, it) }
+
     companion object {
         /** Reads and checks [dir]; every problem is a [BundleException] a user can act on. */
         fun load(dir: File): BundleFolder {
@@ -18,7 +21,7 @@ data class BundleFolder(val dir: File, val manifest: Manifest, val golden: Golde
             val goldenFile = File(dir, manifest.artifacts["golden"] ?: "golden.json")
             if (!goldenFile.isFile) throw BundleException("${dir.name}: no ${goldenFile.name} (re-push the whole bundle folder)")
             val bundle = BundleFolder(dir, manifest, Golden.parse(goldenFile.readText()))
-            for (f in listOf(bundle.program, bundle.tokenizer)) {
+            for (f in listOfNotNull(bundle.program, bundle.tokenizer, bundle.data)) {
                 if (!f.isFile ||
                     f.length() == 0L
                 ) {

@@ -34,7 +34,8 @@ data class ContextSpec(val maxSeqLen: Int, val maxContextLen: Int, val textAllow
 
 data class KernelLibrary(val name: String, val android: String, val ios: String, val methods: List<String>)
 
-data class ExecuTorchSpec(val program: String, val kernelLibraries: List<KernelLibrary>)
+/** [data]: the external data file (`.ptd`) part of the program's constants live in, or null. */
+data class ExecuTorchSpec(val program: String, val data: String?, val kernelLibraries: List<KernelLibrary>)
 
 /** What an app reads from `manifest.json`; the parts it does not use stay in the file. */
 data class Manifest(
@@ -137,6 +138,7 @@ data class Manifest(
 
         private fun parseExecuTorch(e: JsonFields) = ExecuTorchSpec(
             program = e.string("program"),
+            data = if (e.has("data")) e.string("data") else null,
             kernelLibraries =
                 e.objects("kernel_libraries").map {
                     KernelLibrary(it.string("name"), it.string("android"), it.string("ios"), it.strings("methods"))
@@ -147,6 +149,9 @@ data class Manifest(
     /** The bundle file holding the ExecuTorch program. */
     fun programFile(): String =
         executorch?.program ?: throw BundleException("this is a $backend bundle; the Android app runs ExecuTorch bundles")
+
+    /** The program's external data file (`export --shared-table`), or null: the runner's data path. */
+    fun dataFile(): String? = executorch?.data
 
     /** BOS tokens to ask `LlmModule` for at construction (its only way to add BOS). */
     val numBos: Int get() = if (prompt.bosId == null) 0 else 1

@@ -43,6 +43,18 @@ class BundleFolderTest {
     }
 
     @Test
+    fun aDataFileIsRequiredWhenTheManifestNamesOne() {
+        val b = copyBundle()
+        assertEquals(null, BundleFolder.load(b).data) // a single-file program: no data path for LlmModule
+        val m = JsonParser.parseString(File(b, "manifest.json").readText()).asJsonObject
+        m.getAsJsonObject("executorch").addProperty("data", "model.ptd")
+        File(b, "manifest.json").writeText(m.toString())
+        fails(b, "model.ptd is missing or empty")
+        File(b, "model.ptd").writeBytes(byteArrayOf(4, 5))
+        assertEquals("model.ptd", BundleFolder.load(b).data!!.name)
+    }
+
+    @Test
     fun refusesAFrameCountTheProgramDoesNotTake() {
         val b = copyBundle()
         val m = JsonParser.parseString(File(b, "manifest.json").readText()).asJsonObject
