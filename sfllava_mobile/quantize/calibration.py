@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -75,6 +76,9 @@ def save_scales(path: Path, scales: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous().float() for k, v in scales.items()}, str(path))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)  # safetensors writes 0600; a bundle file should read like its neighbours
 
 
 def load_scales(path: Path) -> dict[str, torch.Tensor]:

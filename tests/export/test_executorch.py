@@ -148,6 +148,8 @@ def test_fold_recipe_ships_its_scales_and_verify_reapplies_them(exported_bundle,
     cal = m["quantization"]["calibration"]
     assert cal["method"] == "awq" and cal["tokens"] == 2048 and cal["scales"] == "fold_scales.safetensors"
     assert m["artifacts"]["fold_scales"] == "fold_scales.safetensors"
+    mode = {f: (e.bundle / f).stat().st_mode & 0o777 for f in ("fold_scales.safetensors", "manifest.json")}
+    assert mode["fold_scales.safetensors"] == mode["manifest.json"], mode  # safetensors alone writes 0600
     scales = load_file(str(e.bundle / "fold_scales.safetensors"))
     assert len(scales) == cal["groups_scaled"] > 0
     q = cal["quality"]
