@@ -170,7 +170,7 @@ def parse_perplexity(text: str) -> dict:
         m = re.search(pattern, text)
         return float(m.group(1)) if m else None
     return {"ppl": grab(r"Mean PPL\(Q\)\s*:\s*([\d.]+)"), "ppl_reference": grab(r"Mean PPL\(base\)\s*:\s*([\d.]+)"),
-            "mean_kl": grab(r"Mean\s+KLD:\s*([\d.]+)"), "same_top1": (grab(r"Same top p:\s*([\d.]+)") or 0) / 100}
+            "mean_kl": grab(r"Mean\s+KLD:\s*([\d.]+)"), "same_top1": round((grab(r"Same top p:\s*([\d.]+)") or 0) / 100, 5)}
 
 
 def llamacpp_quality(src: Path, files: dict[str, Path], work: Path, model: str, ctx: int, chunks: int,
