@@ -118,10 +118,15 @@ def run_point(preset: str, depth: int, frames: int, clip: Path, work: Path, limi
             "artifact_bytes": report["artifact_bytes"], "export": export, "pte": report["engines"]["pte"]}
 
 
+def vision_block_params(v) -> int:
+    """Linear weights of one ViT block: q, k, v, out and the two MLP layers."""
+    return 4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size
+
+
 def vision_share(cfg) -> float:
     """One tower block's parameters over one tower block's plus one decoder block's."""
     v, t = cfg.vision, cfg.text
-    pv = 4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size
+    pv = vision_block_params(v)
     kv = t.hidden_size // t.num_heads * t.num_kv_heads
     pt = 2 * t.hidden_size ** 2 + 2 * t.hidden_size * kv + 3 * t.hidden_size * t.intermediate_size
     return pv / (pv + pt)
@@ -181,8 +186,7 @@ def block_flops(preset: str, frames: int) -> float:
     v = presets.get(preset).vision
     gh, gw = v.grid
     n = gh * gw + (1 if v.kind == "clip" else 0)
-    params = 4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size
-    return float(frames * (2 * params * n + 4 * n * n * v.hidden_size))
+    return float(frames * (2 * vision_block_params(v) * n + 4 * n * n * v.hidden_size))
 
 
 def markdown(result: dict) -> str:

@@ -12,7 +12,8 @@ from typing import Iterator
 from .errors import SfllavaError
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is put back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -29,7 +30,7 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise SfllavaError(f"{target} already exists; choose another path or pass --overwrite")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like any new folder
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the result should look like any new folder
     try:
         yield tmp
         if target.exists():
@@ -48,7 +49,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600
     try:
         yield tmp
         os.replace(tmp, target)

@@ -17,14 +17,14 @@ from sfllava_mobile.manifest import ExecuTorchSection, Manifest, Method
 from sfllava_mobile.memory import release
 from sfllava_mobile.model.kv_decoder import GenericCacheAttention
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SfllavaError
 from ..quantize import calibration, coverage, recipes, torchao as tq
 from . import kernels, shared_table
 from .backend import BuildContext, Built
 from .config import ResolvedExport
 from .executorch_lower import (METHODS, delegation_report, export_programs, forget_lowering_state, lower,
                                to_executorch)
-from .executorch_runtime import PteDriver, runner_check
+from .executorch_runtime import PteDriver, program_files, runner_check
 from .programs import Programs, build_programs
 from .rewrites import attention_frames, rewrite_norms, use_bmm_attention
 
@@ -164,15 +164,14 @@ def _check_shared(folder: Path, model) -> None:
     table = text.vocab_size * text.hidden_size + 4 * text.vocab_size
     size = (folder / shared_table.DATA_NAME).stat().st_size
     if not table <= size < 1.05 * table + (1 << 16):
-        raise ConfigError(f"{shared_table.DATA_NAME} holds {size} bytes, not one {table}-byte table: the embedding "
+        raise SfllavaError(f"{shared_table.DATA_NAME} holds {size} bytes, not one {table}-byte table: the embedding "
                           "and the head were not stored as one buffer")
     log.info("shared table: %s holds the %d x %d int8 table once (%.1f MB)", shared_table.DATA_NAME,
              text.vocab_size, text.hidden_size, size / 1e6)
 
 
 def driver(bundle: Path, manifest: Manifest) -> PteDriver:
-    data = manifest.executorch.data
-    return PteDriver(Path(bundle) / manifest.executorch.program, Path(bundle) / data if data else None)
+    return PteDriver(*program_files(Path(bundle), manifest))
 
 
 def eager_twin(model, manifest: Manifest, bundle: Path | None = None) -> Programs:

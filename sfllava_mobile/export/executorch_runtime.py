@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import SfllavaError
 from .native_io import native_quiet, stdout_to_stderr
 from .programs import tall_image
 
@@ -78,14 +79,22 @@ def until_eos(pieces: list[str], eos_pieces: set[str]) -> list[str]:
     return out
 
 
+def program_files(bundle: Path, manifest=None) -> tuple[Path, Path | None]:
+    """The bundle's ``.pte`` and its external data file (``None``: the program holds every constant)."""
+    from sfllava_mobile.manifest import read_manifest
+
+    et = (manifest or read_manifest(bundle)).executorch
+    if et is None:
+        raise SfllavaError(f"{bundle} is not an ExecuTorch bundle")
+    return Path(bundle) / et.program, (Path(bundle) / et.data if et.data else None)
+
+
 def make_runner(bundle: Path, tokenizer: Path):
     """The stock C++ ``MultimodalRunner`` on the bundle's program (and its data file, if it has one)."""
     from executorch.extension.llm.runner import MultimodalRunner
 
-    et = json.loads((Path(bundle) / "manifest.json").read_text()).get("executorch") or {}
-    data = et.get("data")
-    return MultimodalRunner(str(Path(bundle) / et.get("program", "model.pte")), str(tokenizer),
-                            str(Path(bundle) / data) if data else None)
+    pte, data = program_files(bundle)
+    return MultimodalRunner(str(pte), str(tokenizer), str(data) if data else None)
 
 
 def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expected: list[int]) -> dict:

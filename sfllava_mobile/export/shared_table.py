@@ -25,6 +25,8 @@ class SharedTableEmbedding(nn.Module):
     """``ids -> rows`` of the head's int8 table times its per-row scales (``embedding_byte``)."""
 
     def __init__(self, head_weight) -> None:
+        from executorch.exir.passes import _quant_patterns_and_replacements  # noqa: F401  registers the op
+
         super().__init__()
         for attr in ("qdata", "scale", "zero_point"):
             if not hasattr(head_weight, attr):
@@ -36,8 +38,6 @@ class SharedTableEmbedding(nn.Module):
         self.register_buffer(_BUFFERS[1], head_weight.scale.reshape(-1).to(torch.float32).contiguous())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        from executorch.exir.passes import _quant_patterns_and_replacements  # noqa: F401  registers the op
-
         return torch.ops.quantized_decomposed.embedding_byte.dtype(
             self.shared_table_qdata, self.shared_table_scale, None, -128, 127, ids, dtype=torch.float32)
 

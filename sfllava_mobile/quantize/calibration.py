@@ -75,10 +75,10 @@ def calibrate(model, method: str, max_context: int = QUALITY_CTX) -> Calibration
 def save_scales(path: Path, scales: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
+    from ..fsutil import current_umask
+
     save_file({k: v.contiguous().float() for k, v in scales.items()}, str(path))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)  # safetensors writes 0600; a bundle file should read like its neighbours
+    os.chmod(path, 0o666 & ~current_umask())  # safetensors writes 0600; a bundle file should read like its neighbours
 
 
 def load_scales(path: Path) -> dict[str, torch.Tensor]:
