@@ -39,11 +39,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _prompt(tok, manifest, question: str) -> tuple[list[int], list[int]]:
+FOLLOWUP = "What happens next?"
+
+
+def _prompt(tok, manifest, question: str) -> tuple[list[int], list[int], list[int]]:
+    """Ids before the video, after it (the question), and of a follow-up turn (``FOLLOWUP``)."""
     p = manifest.prompt
     before = ([] if p.bos_id is None else [p.bos_id]) + tok.encode(p.text_before_video)
     after = tok.encode(p.text_after_video.replace(p.question_placeholder, question))
-    return before, after
+    return before, after, tok.encode(p.text_next_turn.replace(p.question_placeholder, FOLLOWUP))
 
 
 def _clip(video: str, manifest, timings: dict) -> torch.Tensor:
@@ -63,10 +67,11 @@ def _mark(timings: dict, stage: str) -> None:
     timings.setdefault("peak_rss_after_mb", {})[stage] = round(_peak_rss_mb(), 1)
 
 
-def _drive(driver, image, frames, before, after, steps, t: dict) -> None:
+def _drive(driver, image, frames, before, after, followup, steps, t: dict) -> None:
     """The same prompt and greedy sequence parity records (``parity.prefill`` / ``parity.greedy``),
-    timed per stage; decode runs ``steps`` steps whatever the tokens (EOS ignored: equal work)."""
-    from .export.parity import greedy, prefill
+    timed per stage; decode runs ``steps`` steps whatever the tokens (EOS ignored: equal work).
+    Then a follow-up turn is prefilled where the answer ends, as a conversation asks it."""
+    from .driver import fed_tokens, greedy, prefill
 
     t0 = time.perf_counter()
     rows = driver.vision(image, frames)
@@ -76,11 +81,17 @@ def _drive(driver, image, frames, before, after, steps, t: dict) -> None:
     pos, logits = prefill(driver, before, rows, after)
     t1 = time.perf_counter()
     _mark(t, "prefill")
-    greedy(driver, logits, pos, steps + 1)
+    tokens, _ = greedy(driver, logits, pos, steps + 1)
     t2 = time.perf_counter()
     _mark(t, "decode")
+    at = pos + len(fed_tokens(tokens, steps + 1))
+    t3 = time.perf_counter()
+    int(driver.decode(driver.embed(followup), at).reshape(-1).argmax())
+    t4 = time.perf_counter()
+    _mark(t, "followup")
     t.update({"prompt_tokens": pos, "prefill_s": t1 - t0, "decode_s": t2 - t1,
-              "prefill_tokens_per_second": pos / (t1 - t0), "decode_tokens_per_second": steps / (t2 - t1)})
+              "prefill_tokens_per_second": pos / (t1 - t0), "decode_tokens_per_second": steps / (t2 - t1),
+              "followup_prompt_tokens": len(followup), "followup_time_to_first_token_s": t4 - t3})
 
 
 @torch.inference_mode()
@@ -94,15 +105,15 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
     manifest = bundle_mod.read_manifest(bundle)
     t: dict[str, float] = {}
     frames = _clip(video, manifest, t)
-    before, after = _prompt(Tokenizer.from_folder(bundle), manifest, question)
+    before, after, followup = _prompt(Tokenizer.from_folder(bundle), manifest, question)
     if engine == "eager":
         from .checkpoint import load
-        from .export.parity import ReferenceDriver
+        from .driver import ReferenceDriver
 
         model = load(manifest.export.source, dtype="float32", **manifest.export.overrides)
         d = ReferenceDriver(model)
         d.reset()
-        _drive(d, None, frames, before, after, steps, t)
+        _drive(d, None, frames, before, after, followup, steps, t)
     elif engine == "runner":
         if manifest.backend != "executorch":
             raise SfllavaError(f"engine runner needs an ExecuTorch bundle, not {manifest.backend}")
@@ -111,7 +122,8 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
         t0 = time.perf_counter()
         image = tall_image(frames)[0]
         t["preprocess_s"] = time.perf_counter() - t0
-        t.update(runner_timings(bundle, manifest, before, image, after, steps))
+        t.update(runner_timings(bundle, manifest, before, image, after, steps,
+                                manifest.prompt.text_next_turn.replace(manifest.prompt.question_placeholder, FOLLOWUP)))
     elif engine == artifact_engine(manifest.backend):
         t0 = time.perf_counter()
         d = backends.get(manifest.backend).driver(bundle, manifest)
@@ -121,7 +133,7 @@ def run_engine(engine: str, bundle: Path, video: str, steps: int, question: str)
         image = tall_image(frames)
         t["preprocess_s"] = time.perf_counter() - t0
         _mark(t, "preprocess")
-        _drive(d, image, frames, before, after, steps, t)
+        _drive(d, image, frames, before, after, followup, steps, t)
     else:
         raise SfllavaError(f"unknown engine {engine!r} for a {manifest.backend} bundle; choose from "
                            f"{', '.join(engines_for(manifest.backend))}")
@@ -181,7 +193,7 @@ def bench(bundle: str | Path, video: str | Path, steps: int = 32, engines: tuple
         p, e = results[art], results["eager"]
         out["artifact_vs_eager"] = {k: (p[k] / e[k] if e.get(k) else None) for k in (
             "vision_encoder_s", "prefill_tokens_per_second", "decode_tokens_per_second", "time_to_first_token_s",
-            "peak_rss_mb")}
+            "followup_time_to_first_token_s", "peak_rss_mb")}
     from .manifest import Bench
 
     # The contract the phone apps' benchmark modes write too; a key an engine lacks is left out.
@@ -235,7 +247,7 @@ def format_bench(r: dict) -> str:
              f"{r['steps']} decode steps, {r['threads']} threads)",
              f"{'stage':28s}" + "".join(f"{e:>12s}" for e in r["engines"])]
     keys = ["decode_video_s", "preprocess_s", "vision_encoder_s", "prefill_s", "prefill_tokens_per_second",
-            "decode_tokens_per_second", "time_to_first_token_s", "peak_rss_mb"]
+            "decode_tokens_per_second", "time_to_first_token_s", "followup_time_to_first_token_s", "peak_rss_mb"]
     for k in keys:
         lines.append(f"{k:28s}" + "".join(
             f"{r['engines'][e][k]:12.3f}" if isinstance(r["engines"][e].get(k), (int, float)) else f"{'-':>12s}"

@@ -25,11 +25,13 @@ from .config import ModelConfig
 from .manifest import (SCHEMA_VERSION, Golden, Manifest, ModelInfo, Normalization, Prompt, SlowFast, TokenCounts,
                        Video, read_golden, read_manifest)
 from .ops import slowfast_token_counts
-from .prompt import IMAGE_PLACEHOLDER, render
+from .prompt import IMAGE_PLACEHOLDER, render, render_next_turn
 from .video import normalize, resize_frames, sample_frame_indices, tall_image
 
 
 GOLDEN_QUESTION = "What is moving in the video?"
+GOLDEN_FOLLOWUP = "What colour is it?"
+GOLDEN_STEPS = 8  # tokens per golden answer
 GOLDEN_TOTALS = (1, 7, 50, 128, 301, 1800)
 
 
@@ -64,7 +66,9 @@ def prompt_section(cfg: ModelConfig, tokenizer) -> Prompt:
                   answer_prefix=cfg.prompt.answer_prefix, bos_id=cfg.text.bos_id, eos_ids=list(cfg.text.eos_ids),
                   eos_pieces=eos_pieces(tokenizer, cfg.text.eos_ids),
                   tokenize="encode text_before_video and text_after_video (question substituted) separately, no "
-                           "special tokens added; prepend bos_id when not null; the video rows go between them")
+                           "special tokens added; prepend bos_id when not null; the video rows go between them; a "
+                           "follow-up encodes text_next_turn (question substituted) the same way",
+                  text_next_turn=render_next_turn(cfg.prompt, "{question}"))
 
 
 def shared_sections(cfg: ModelConfig, frames: int, tokenizer) -> dict[str, Any]:
@@ -97,10 +101,12 @@ def runner_inputs(bos_id: int | None, text_before: str, text_after: str) -> list
     return head + before + [{"kind": "image"}, {"kind": "text", "text": text_after}]
 
 
-def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], engine: str) -> Golden:
-    """Vectors the app ports check against (see module docstring). ``greedy_tokens``: the exported
-    artifact's answer to ``GOLDEN_QUESTION`` on ``synthetic_frames(frames, 96, 128)``, run by ``engine``."""
-    from .prompt import build_input_ids
+def golden(cfg: ModelConfig, tokenizer, frames: int, conversation, engine: str) -> Golden:
+    """Vectors the app ports check against (see module docstring). ``conversation``: the exported
+    artifact's :class:`~sfllava_mobile.conversation.Conversation` after ``GOLDEN_QUESTION`` and
+    ``GOLDEN_FOLLOWUP`` on :func:`golden_clip`, run by ``engine``."""
+    from .driver import fed_tokens
+    from .prompt import build_input_ids, next_turn_ids
 
     src = pattern_frame(12, 20)
     small = resize_frames(src.unsqueeze(0), (7, 9))[0]
@@ -110,6 +116,8 @@ def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], e
     k = ids.index(-200)
     text_before, text_after = render(cfg.prompt, GOLDEN_QUESTION).split(IMAGE_PLACEHOLDER)
     h, w = cfg.vision.image_size
+    t1, t2 = conversation.turns
+    greedy_tokens = t1.tokens
     packed = tall_image(packed_frames(frames, h, w)).numpy().tobytes()
     clip = tall_image(golden_clip(cfg, frames)).numpy().tobytes()
     return Golden.model_validate({
@@ -131,9 +139,26 @@ def golden(cfg: ModelConfig, tokenizer, frames: int, greedy_tokens: list[int], e
                    "text_before_video": text_before, "text_after_video": text_after,
                    "runner_inputs": runner_inputs(cfg.text.bos_id, text_before, text_after)},
         "greedy": {"question": GOLDEN_QUESTION, "clip": "synthetic_frames(frames, 96, 128) of sfllava_mobile.synthetic, "
-                   "resized to the model's frame size", "clip_frames": frames, "engine": engine, "max_new_tokens": 8,
+                   "resized to the model's frame size", "clip_frames": frames, "engine": engine, "max_new_tokens": GOLDEN_STEPS,
                    "tokens": greedy_tokens, "image_sha256": hashlib.sha256(clip).hexdigest()},
+        "conversation": {"questions": [GOLDEN_QUESTION, GOLDEN_FOLLOWUP],
+                         "text_next_turn": render_next_turn(cfg.prompt, GOLDEN_FOLLOWUP),
+                         "ids_next_turn": next_turn_ids(tokenizer, cfg.prompt, GOLDEN_FOLLOWUP),
+                         "max_new_tokens": GOLDEN_STEPS, "turn1_tokens": t1.tokens,
+                         "turn1_fed": len(fed_tokens(t1.tokens, GOLDEN_STEPS)), "turn2_tokens": t2.tokens,
+                         "positions": {"clip": conversation.clip_end, "turn1": t1.position, "turn2": t2.position}},
     })
+
+
+def golden_conversation(driver, cfg: ModelConfig, tokenizer, frames: int, max_context_len: int):
+    """The golden clip, ``GOLDEN_QUESTION`` then ``GOLDEN_FOLLOWUP``, through ``driver`` as an app runs it."""
+    from .conversation import Conversation
+
+    conv = Conversation(driver, cfg, tokenizer, max_context_len, GOLDEN_STEPS)
+    conv.load_clip(golden_clip(cfg, frames))
+    conv.ask(GOLDEN_QUESTION)
+    conv.ask(GOLDEN_FOLLOWUP)
+    return conv
 
 
 def golden_clip(cfg: ModelConfig, frames: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Thin command line over the library: init-tiny, generate, plan, presets, synth-clip."""
+"""Thin command line over the library: init-tiny, generate, chat, plan, export, verify, bench, presets, synth-clip."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def _cmd_generate(a) -> int:
     else:
         print()
     return 0
+
+
+def _cmd_chat(a) -> int:
+    from .chat_cli import run_chat
+
+    return run_chat(a)
 
 
 def _cmd_plan(a) -> int:
@@ -252,6 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=int, help="frames to sample (default: the model's)")
     s.add_argument("--json", action="store_true", help="print a machine-readable result instead of streaming")
     s.set_defaults(fn=_cmd_generate)
+
+    s = sub.add_parser("chat", help="ask several questions about one clip: it is encoded and prefilled once",
+                       description="A conversation over one clip with an exported bundle (--bundle, the artifact run by "
+                                   "its backend on this host) or the PyTorch reference (--checkpoint). Interactive "
+                                   "when no --question is given (/restart starts over with the clip, /quit ends).")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bundle", help="an exported bundle folder")
+    src.add_argument("--checkpoint", help="a checkpoint folder (the float reference)")
+    s.add_argument("--vision-tower", help="local CLIP folder for LLaVA-repo checkpoints (mm_vision_tower)")
+    s.add_argument("--video", required=True)
+    s.add_argument("--question", action="append", help="a question; repeat for follow-ups (scripted, no prompt)")
+    s.add_argument("--max-new-tokens", type=int, help="tokens per answer (default: the bundle's or the model's)")
+    s.add_argument("--json", action="store_true", help="print one JSON document (clip timings and every turn)")
+    s.set_defaults(fn=_cmd_chat)
 
     s = sub.add_parser("plan", help="visual tokens, context, KV cache and weight bytes for a frame budget; "
                                     "with --device, an estimate for a named phone")

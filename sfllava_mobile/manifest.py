@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import __version__
 from .errors import SfllavaError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 METHOD_NAMES = ("vision_encoder", "token_embedding", "text_decoder")
 Backend = Literal["executorch", "coreml"]
 
@@ -85,6 +85,9 @@ class Prompt(_Model):
                                                             "eos id, in the same order: how an app that sees only "
                                                             "pieces recognises the end of the answer")
     tokenize: str
+    text_next_turn: str = Field(description="a follow-up question's text (question_placeholder substituted): closes "
+                                            "the previous answer and opens the next user turn; the runner gets it as "
+                                            "one text input at its current position, without reset")
 
 
 class TensorSpec(_Model):
@@ -107,6 +110,8 @@ class Context(_Model):
     max_context_len: int = Field(ge=1, description="KV-cache positions")
     text_allowance: int
     max_new_tokens: int
+    turns: int = Field(ge=1, description="questions the default context was sized for (the first and its follow-ups, "
+                                         "each with a full answer); max_context_len is what apps check")
     prefill_chunk: int | None = Field(None, description="Core ML: rows per prefill call; remainders go through decode")
 
 
@@ -245,7 +250,7 @@ class ParitySummary(_Model):
 
 
 class Manifest(_Model):
-    schema_version: Literal[3]
+    schema_version: Literal[4]
     toolkit_version: str
     backend: Backend
     created_utc: str
@@ -343,8 +348,23 @@ class GoldenGreedy(_Model):
     image_sha256: str = Field(description="sha256 of the packed clip (tall image) the tokens were produced from")
 
 
+class GoldenConversation(_Model):
+    """Two questions about the golden clip in one conversation, run by the artifact as the app runs it."""
+
+    questions: list[str] = Field(min_length=2, max_length=2)
+    text_next_turn: str = Field(description="the second question's runner text (prompt.text_next_turn substituted)")
+    ids_next_turn: list[int]
+    max_new_tokens: int
+    turn1_tokens: list[int] = Field(description="the first answer (the same as greedy.tokens)")
+    turn1_fed: int = Field(description="how many of turn1_tokens the cache holds: all after an EOS, all but the "
+                                       "last when the answer hit max_new_tokens (the runner does not feed it)")
+    turn2_tokens: list[int]
+    positions: dict[Literal["clip", "turn1", "turn2"], int] = Field(
+        description="cache positions in use after the clip's prefill and after each turn")
+
+
 class Golden(_Model):
-    schema_version: Literal[3]
+    schema_version: Literal[4]
     frame_indices: FrameIndexCases
     frame_indices_segment_midpoint: FrameIndexCases
     pattern_frame: PatternFrame
@@ -354,6 +374,7 @@ class Golden(_Model):
     packed_clip: PackedClip
     prompt: GoldenPrompt
     greedy: GoldenGreedy
+    conversation: GoldenConversation
 
 
 # ---------------------------------------------------------------- bench reports
@@ -373,6 +394,10 @@ class EngineRun(_Model):
     prefill_tokens_per_second: float | None = None
     decode_tokens_per_second: float | None = None
     time_to_first_token_s: float | None = None
+    followup_prompt_tokens: int | None = Field(None, description="ids a follow-up question's turn prefilled")
+    followup_time_to_first_token_s: float | None = Field(
+        None, description="a follow-up question about the same clip, asked after the first answer: its turn's "
+                          "prefill and first token (the clip is not encoded or prefilled again)")
     wall_s: float | None = None
     peak_rss_mb: float | None = None
     peak_rss_after_mb: dict[str, float] | None = Field(

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sfllava_mobile import load
-from sfllava_mobile.bundle import artifact_bytes, golden, pattern_frame, shared_sections
+from sfllava_mobile.bundle import artifact_bytes, golden, golden_conversation, pattern_frame, shared_sections
+from sfllava_mobile.driver import ReferenceDriver
 
 
 def bilinear_half_pixel(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -50,8 +51,14 @@ def tiny(tiny15_dir):
     return load(tiny15_dir)
 
 
-def test_golden_vectors_match_independent_computations(tiny):
-    g = golden(tiny.config, tiny.tokenizer, 8, [5, 6], "test")
+@pytest.fixture(scope="module")
+def conversations(tiny):
+    """The golden conversation through the float reference, for 8 and 3 frames."""
+    return {n: golden_conversation(ReferenceDriver(tiny), tiny.config, tiny.tokenizer, n, 2048) for n in (8, 3)}
+
+
+def test_golden_vectors_match_independent_computations(tiny, conversations):
+    g = golden(tiny.config, tiny.tokenizer, 8, conversations[8], "test")
     src = pattern_frame(12, 20).numpy()
     small = np.array(g.resize_small.uint8_hwc, np.uint8).reshape(7, 9, 3)
     np.testing.assert_array_equal(small, bilinear_half_pixel(src, 7, 9))
@@ -66,12 +73,12 @@ def test_golden_vectors_match_independent_computations(tiny):
     chw = ((full / 255.0 - mean) / std).transpose(2, 0, 1)
     np.testing.assert_allclose(g.normalized_model.first_values_chw, chw.flatten()[:16], atol=1e-5)
     text = tiny.tokenizer.decode(g.prompt.ids_after_video)
-    assert "What is moving in the video?" in text and g.greedy.tokens == [5, 6]
+    assert "What is moving in the video?" in text and g.greedy.tokens == conversations[8].turns[0].tokens
 
 
-def test_packed_clip_is_planar_and_stacked_along_height(tiny):
+def test_packed_clip_is_planar_and_stacked_along_height(tiny, conversations):
     """Index arithmetic written out: byte (c, t, y, x) sits at ((c*T + t)*H + y)*W + x."""
-    g = golden(tiny.config, tiny.tokenizer, 3, [5], "test")
+    g = golden(tiny.config, tiny.tokenizer, 3, conversations[3], "test")
     p = g.packed_clip
     T, H, W = p.frames, p.height, p.width
     packed = bytearray(3 * T * H * W)
@@ -84,8 +91,8 @@ def test_packed_clip_is_planar_and_stacked_along_height(tiny):
     assert p.sha256 == hashlib.sha256(bytes(packed)).hexdigest()
 
 
-def test_golden_prompt_is_what_the_runner_is_fed(tiny):
-    g = golden(tiny.config, tiny.tokenizer, 8, [5], "test")
+def test_golden_prompt_is_what_the_runner_is_fed(tiny, conversations):
+    g = golden(tiny.config, tiny.tokenizer, 8, conversations[8], "test")
     pr, tok = g.prompt, tiny.tokenizer
     bos = [] if tiny.config.text.bos_id is None else [tiny.config.text.bos_id]
     assert pr.ids_before_video == bos + tok.encode(pr.text_before_video)
@@ -94,6 +101,21 @@ def test_golden_prompt_is_what_the_runner_is_fed(tiny):
     assert kinds == (["tokens"] if bos else []) + ["text", "image", "text"]
     texts = [i.text for i in pr.runner_inputs if i.kind == "text"]
     assert texts == [pr.text_before_video, pr.text_after_video] and pr.question in pr.text_after_video
+
+
+def test_golden_conversation_positions_add_up(tiny, conversations):
+    """Clip, then the first turn (text after the video + the answer the cache holds), then the
+    follow-up (its own ids + its answer): each position is the previous one plus what was fed."""
+    g = golden(tiny.config, tiny.tokenizer, 8, conversations[8], "test")
+    c, p = g.conversation, g.prompt
+    assert c.positions["clip"] == len(p.ids_before_video) + 96
+    assert c.turn1_tokens == g.greedy.tokens and len(c.turn1_tokens) <= c.max_new_tokens
+    assert c.turn1_fed == (len(c.turn1_tokens) - 1 if len(c.turn1_tokens) == c.max_new_tokens else len(c.turn1_tokens))
+    assert c.positions["turn1"] == c.positions["clip"] + len(p.ids_after_video) + c.turn1_fed
+    fed2 = len(c.turn2_tokens) - (len(c.turn2_tokens) == c.max_new_tokens)
+    assert c.positions["turn2"] == c.positions["turn1"] + len(c.ids_next_turn) + fed2
+    assert c.ids_next_turn == tiny.tokenizer.encode(c.text_next_turn)
+    assert c.text_next_turn.startswith("<|im_end|>") and c.questions[1] in c.text_next_turn
 
 
 def test_shared_sections_name_the_model_and_counts(tiny):

@@ -1,7 +1,7 @@
 import pytest
 
 from sfllava_mobile import ConfigError, load, presets
-from sfllava_mobile.prompt import IMAGE_SENTINEL, build_input_ids, render, splice
+from sfllava_mobile.prompt import IMAGE_SENTINEL, build_input_ids, next_turn_ids, render, render_next_turn, splice
 
 
 def test_vicuna_template_with_forced_prefix():
@@ -43,3 +43,25 @@ def test_splice_places_visual_rows_at_the_sentinel(tiny15_dir):
     assert torch.equal(out[0, 2:5], visual) and torch.equal(out[0, 0], emb[5]) and torch.equal(out[0, 5], emb[7])
     with pytest.raises(ConfigError, match="exactly one"):
         splice([1, 2], visual, m.embed_tokens())
+
+
+def test_next_turn_closes_the_answer_and_opens_a_user_turn():
+    """The templates' multi-turn forms: LLaVA's conv_vicuna_v1 (``ASSISTANT: answer</s>USER: ...``)
+    and ChatML; the forced answer prefix opens every assistant turn."""
+    v = presets.get("sf-llava-7b").prompt
+    assert render_next_turn(v, " And then? ") == "</s>USER: And then? ASSISTANT: In the video,"
+    c = presets.get("sf-llava-1.5-1b").prompt
+    assert render_next_turn(c, "And then?") == "<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
+    for bad, match in (("  ", "ask a question"), ("see <image>", "must not contain")):
+        with pytest.raises(ConfigError, match=match):
+            render_next_turn(c, bad)
+        with pytest.raises(ConfigError, match=match):
+            render(c, bad)
+
+
+def test_next_turn_ids_start_with_the_closing_special_token(tiny15_dir, tinyv1_dir):
+    for d, close in ((tiny15_dir, "<|im_end|>"), (tinyv1_dir, "</s>")):
+        m = load(d)
+        ids = next_turn_ids(m.tokenizer, m.config.prompt, "And then?")
+        assert ids[0] == m.tokenizer.token_to_id(close) and IMAGE_SENTINEL not in ids
+        assert "And then?" in m.tokenizer.decode(ids)

@@ -22,10 +22,9 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
-import torch
-
+from sfllava_mobile.driver import Driver  # noqa: F401  (the protocol a backend's driver follows)
 from sfllava_mobile.errors import ConfigError
 
 from .config import BACKENDS, ResolvedExport
@@ -52,24 +51,6 @@ class Built:
     section: Any  # the backend's manifest section (ExecuTorchSection / CoreMLSection)
     programs: Any = None  # the eager (quantized) twin, when the backend kept it
     context: dict = field(default_factory=dict)  # extra manifest.context fields (prefill_chunk)
-
-
-class Driver(Protocol):
-    """One engine driven through the app's call sequence; every output is float32."""
-
-    name: str
-
-    def reset(self) -> None: ...
-
-    def rewind(self, pos: int) -> None: ...
-
-    def vision(self, image: torch.Tensor, frames: torch.Tensor) -> torch.Tensor: ...
-
-    def embed(self, ids: list[int]) -> torch.Tensor: ...
-
-    def decode(self, embeds: torch.Tensor, pos: int) -> torch.Tensor: ...
-
-    def decode_all(self, embeds: torch.Tensor, pos: int) -> torch.Tensor: ...
 
 
 def get(name: str) -> ModuleType:

@@ -82,6 +82,9 @@ BACKENDS = tuple(OPTIONS)
 DEFAULT_RECIPE = {"executorch": "8da4w-awq-v8", "coreml": "int4"}
 
 
+FOLLOWUP_ALLOWANCE = 64  # positions for a follow-up's template and question (render_next_turn)
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """What to export, for any backend. ``frames`` defaults to the model's; lengths default from
@@ -90,8 +93,10 @@ class ExportConfig:
 
     ``max_seq_len``: most rows one ``text_decoder`` call takes; the ExecuTorch runner prefills the
     whole video in one call, so it must be >= the visual token count (and >= the longest text
-    segment). ``max_context_len``: KV-cache positions = prompt + answer. ``text_allowance``: room
-    for template + question tokens.
+    segment). ``max_context_len``: KV-cache positions = prompt + answers; by default the first
+    question (``text_allowance``: room for template + question tokens) and ``turns`` answers of
+    ``max_new_tokens``, each follow-up with ``FOLLOWUP_ALLOWANCE`` more for its template and question,
+    capped at the decoder's positions.
     """
 
     backend: str = "executorch"
@@ -101,6 +106,7 @@ class ExportConfig:
     max_context_len: int | None = None
     text_allowance: int = 256
     max_new_tokens: int = 128
+    turns: int = 4
     verify: bool = True
     overwrite: bool = False
     options: ExecuTorchOptions | CoreMLOptions | None = field(default=None)
@@ -127,6 +133,8 @@ class ExportConfig:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
         if self.text_allowance < 16 or self.max_new_tokens < 1:
             raise ConfigError("text_allowance must be >= 16 and max_new_tokens >= 1")
+        if self.turns < 1:
+            raise ConfigError(f"turns (questions the context holds) must be >= 1, got {self.turns}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,11 @@ def resolve(export: ExportConfig, model: ModelConfig) -> ResolvedExport:
     frames = export.frames or model.num_frames
     n_vis = slowfast_token_count(model.slowfast, frames, model.vision.grid)
     seq = export.max_seq_len or max(n_vis, export.text_allowance)
-    ctx = export.max_context_len or n_vis + export.text_allowance + export.max_new_tokens
+    one = n_vis + export.text_allowance + export.max_new_tokens
+    ctx = export.max_context_len or one + (export.turns - 1) * (export.max_new_tokens + FOLLOWUP_ALLOWANCE)
+    limit = model.text.max_position_embeddings
+    if not export.max_context_len and ctx > limit and not model.text.rope_scaling:
+        ctx = max(limit, one)  # fewer follow-ups fit; the conversation's budget check says so when they run out
     if seq < n_vis:
         raise ConfigError(f"max_seq_len {seq} < {n_vis} visual tokens: the runner prefills the video in one call; "
                           f"use --max-seq-len >= {n_vis} or fewer frames")
@@ -150,7 +162,6 @@ def resolve(export: ExportConfig, model: ModelConfig) -> ResolvedExport:
         raise ConfigError(f"max_context_len {ctx} leaves no room for text after {n_vis} visual tokens; use at least {n_vis + 64}")
     if seq >= ctx:
         seq = ctx - 1  # torch.export cannot bound a dynamic length by the cache length itself
-    limit = model.text.max_position_embeddings
     if ctx > limit and not model.text.rope_scaling:
         raise ConfigError(f"max_context_len {ctx} exceeds the decoder's {limit} positions; use fewer frames or a "
                           f"smaller --max-context-len")

@@ -24,7 +24,7 @@ from .backend import BuildContext, Built
 from .config import ResolvedExport
 from .executorch_lower import (METHODS, delegation_report, export_programs, forget_lowering_state, lower,
                                to_executorch)
-from .executorch_runtime import PteDriver, program_files, runner_check
+from .executorch_runtime import PteDriver, program_files, runner_check, runner_conversation_check
 from .programs import Programs, build_programs
 from .rewrites import attention_frames, rewrite_norms, use_bmm_attention
 
@@ -214,16 +214,18 @@ _LOOSE_E8 = {**_LOOSE, "token_embedding": {"cosine": 0.999}}
 
 def bounds(manifest: Manifest) -> dict:
     recipe = manifest.quantization.recipe
-    checks = {"runner": {"text_equal": True}}
+    checks = {"runner": {"text_equal": True}, "runner_conversation": {"text_equal": True}}
     if recipes.get(recipe, "executorch").is_float:
         return {"vs_float": _FLOAT, "checks": checks}
     return {"vs_eager": _EAGER, "vs_float": _LOOSE_E8 if recipe == "8da4w-e8" else _LOOSE, "checks": checks}
 
 
 def checks(bundle: Path, manifest: Manifest, config, tokenizer, case, steps: int, expected: list[int]) -> dict:
-    """The C++ MultimodalRunner must answer what the program answers when driven step by step."""
+    """The C++ MultimodalRunner must answer what the program answers when driven step by step, for
+    one question and for a follow-up about the same clip (golden.json's conversation)."""
     with stage("runner"):
-        return {"runner": runner_check(Path(bundle), config, tokenizer, case, steps, expected)}
+        return {"runner": runner_check(Path(bundle), config, tokenizer, case, steps, expected),
+                "runner_conversation": runner_conversation_check(Path(bundle), manifest, tokenizer)}
 
 
 def _method_contract(model, r: ResolvedExport) -> dict[str, Method]:

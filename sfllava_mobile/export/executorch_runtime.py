@@ -135,12 +135,46 @@ def runner_check(bundle: Path, config, tokenizer, case: Case, steps: int, expect
     return res
 
 
+def runner_conversation_check(bundle: Path, manifest, tokenizer) -> dict:
+    """Two questions about the golden clip on one C++ runner, without reset between them, as the apps
+    ask a follow-up: both answers must be ``golden.json``'s conversation tokens (the program's own,
+    driven step by step). The second question goes in as one text input at the runner's position."""
+    from executorch.extension.llm.runner import GenerationConfig, make_image_input, make_text_input, make_token_input
+
+    from sfllava_mobile.bundle import golden_clip
+    from sfllava_mobile.config import ModelConfig
+    from sfllava_mobile.manifest import read_golden
+
+    from .kernels import register_all
+
+    register_all()
+    golden = read_golden(bundle)
+    g, conv, bos = golden.prompt, golden.conversation, manifest.prompt.bos_id
+    clip = golden_clip(ModelConfig.from_dict(manifest.model.config), manifest.video.frames)
+    first = ([make_token_input([bos])] if bos is not None else []) + [
+        make_text_input(g.text_before_video), make_image_input(tall_image(clip)[0]), make_text_input(g.text_after_video)]
+    config = GenerationConfig(max_new_tokens=conv.max_new_tokens, temperature=0.0, echo=False)
+    eos = {tokenizer.backend.id_to_token(e) for e in manifest.prompt.eos_ids}
+    got = []
+    with tempfile.TemporaryDirectory() as d:
+        raw = raw_piece_tokenizer(Path(bundle) / "tokenizer.json", Path(d))
+        with native_quiet(), stdout_to_stderr():
+            runner = make_runner(Path(bundle), raw)
+            for inputs in (first, [make_text_input(conv.text_next_turn)]):
+                pieces = []
+                runner.generate(inputs, config, pieces.append, lambda stats: None)
+                got.append(until_eos(pieces, eos))
+    want = [[tokenizer.backend.id_to_token(i) for i in t] for t in (conv.turn1_tokens, conv.turn2_tokens)]
+    return {"text_equal": got == want, "runner_pieces": got[1], "expected_pieces": want[1],
+            "turn1_equal": got[0] == want[0], "expected_text": tokenizer.decode(conv.turn2_tokens)}
 
 
 def runner_timings(bundle: Path, manifest, before: list[int], image: torch.Tensor, after: list[int],
-                   steps: int) -> dict:
-    """Prefill and decode timings of the C++ MultimodalRunner on the bundle, from its own stats."""
-    from executorch.extension.llm.runner import GenerationConfig, make_image_input, make_token_input
+                   steps: int, followup: str | None = None) -> dict:
+    """Prefill and decode timings of the C++ MultimodalRunner on the bundle, from its own stats;
+    with ``followup``, a second question as one text input on the same runner (no reset)."""
+    from executorch.extension.llm.runner import (GenerationConfig, make_image_input, make_text_input,
+                                                 make_token_input)
 
     from .kernels import register_all
 
@@ -152,13 +186,21 @@ def runner_timings(bundle: Path, manifest, before: list[int], image: torch.Tenso
         runner = make_runner(Path(bundle), tokenizer)
         inputs = [make_token_input(before), make_image_input(image), make_token_input(after)]
         t0 = time.perf_counter()
-        runner.generate(inputs, GenerationConfig(max_new_tokens=steps + 1, temperature=0.0, echo=False),
-                        lambda piece: None, stats.append)
+        config = GenerationConfig(max_new_tokens=steps + 1, temperature=0.0, echo=False)
+        runner.generate(inputs, config, lambda piece: None, stats.append)
         wall = time.perf_counter() - t0
+        if followup is not None:
+            runner.generate([make_text_input(followup)], GenerationConfig(max_new_tokens=1, temperature=0.0, echo=False),
+                            lambda piece: None, stats.append)
     s = stats[0]
     prefill = (s.prompt_eval_end_ms - s.inference_start_ms) / 1000
     decode = (s.inference_end_ms - s.prompt_eval_end_ms) / 1000
-    return {"prompt_tokens": s.num_prompt_tokens, "prefill_s": prefill, "decode_s": decode,
+    extra = {}
+    if followup is not None:
+        f = stats[1]  # num_prompt_tokens counts from position 0: the turn is the difference
+        extra = {"followup_prompt_tokens": f.num_prompt_tokens - s.num_prompt_tokens - s.num_generated_tokens,
+                 "followup_time_to_first_token_s": (f.first_token_ms - f.inference_start_ms) / 1000}
+    return {**extra, "prompt_tokens": s.num_prompt_tokens, "prefill_s": prefill, "decode_s": decode,
             "generated_tokens": s.num_generated_tokens, "wall_s": wall,
             "prefill_tokens_per_second": s.num_prompt_tokens / prefill if prefill else 0.0,
             "decode_tokens_per_second": s.num_generated_tokens / decode if decode else 0.0,

@@ -36,20 +36,6 @@ class ExportResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def golden_tokens(driver, config, tokenizer, frames: int, steps: int = 8) -> list[int]:
-    """Greedy tokens of an artifact's driver on the golden clip and question (``bundle.golden``)."""
-    from sfllava_mobile.prompt import IMAGE_SENTINEL, build_input_ids
-
-    from .parity import Case, record
-
-    clip = bundle.golden_clip(config, frames)
-    ids = build_input_ids(tokenizer, config.prompt, config.text, bundle.GOLDEN_QUESTION)
-    k = ids.index(IMAGE_SENTINEL)
-    limit = min(tokenizer.vocab_size, config.text.vocab_size)
-    return record(driver, Case(clip, bundle.GOLDEN_QUESTION, ids[:k], ids[k + 1:]), [], steps,
-                  tuple(config.text.eos_ids), limit).tokens
-
-
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
@@ -107,7 +93,8 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
         manifest = Manifest(
             **bundle.shared_sections(cfg, r.frames, tokenizer), backend=config.backend, artifacts=artifacts, methods=built.methods,
             context=Context(max_seq_len=r.max_seq_len, max_context_len=r.max_context_len,
-                            text_allowance=config.text_allowance, max_new_tokens=config.max_new_tokens, **built.context),
+                            text_allowance=config.text_allowance, max_new_tokens=config.max_new_tokens, turns=config.turns,
+                            **built.context),
             quantization=Quantization(recipe=recipe.name, description=recipe.description,
                                       summary=QuantSummary(**summary), coverage=[row.to_dict() for row in built.coverage],
                                       calibration=Calibration(**cal.info, scales=calibration.SCALES_FILE) if cal else None),
@@ -121,14 +108,15 @@ def export(model, out: str | Path, config: ExportConfig, source: str | Path | No
             # The app ports check their runtime against what this artifact answers (not the float
             # model: a 4-bit artifact's answer may differ), so the tokens come from the artifact.
             driver = be.driver(tmp, manifest)
-            tokens = golden_tokens(driver, cfg, tokenizer, r.frames)
+            conv = bundle.golden_conversation(driver, cfg, tokenizer, r.frames, r.max_context_len)
             engine = driver.engine
             if cal is not None:
                 manifest.quantization.calibration.quality = HeldOutQuality(**calibration.quality_report(driver, cal))
                 cal = None
             del driver
             release()
-            write(tmp / "golden.json", bundle.golden(cfg, tokenizer, r.frames, tokens, engine))
+            write(tmp / "golden.json", bundle.golden(cfg, tokenizer, r.frames, conv, engine))
+            del conv
         manifest.export.timings_s = {k: round(v, 3) for k, v in timings.items()}
         manifest.export.peak_rss_gb = dict(peaks)
         write(tmp / "manifest.json", manifest)
