@@ -42,25 +42,32 @@ struct BenchmarkView: View {
             let engine: VideoQAEngine = m.backend == "coreml"
                 ? try await CoreMLEngine(bundle: bundle, cache: BundleLibrary.compiledCache)
                 : try await queue.run { try ExecuTorchEngine(bundle: bundle) }
-            let plan = try PromptPlan(manifest: m, question: bundle.golden.greedy.question)
+            let questions = bundle.golden.conversation.questions
             var runs: [EngineRun] = []
             for i in 0..<(request.warmup + request.runs) {
                 status = i < request.warmup ? "warm-up \(i + 1)" : "run \(i - request.warmup + 1)/\(request.runs)"
-                let result = try await queue.run {
+                // As a user asks: the clip and the golden question, then its follow-up (nothing re-encoded).
+                let (result, followUp) = try await queue.run {
                     let start = ProcessInfo.processInfo.systemUptime
                     let frames = try GoldenClip.goldenAnswerFrames(m.video.frames, outHeight: m.video.frameHeight,
                                                                    outWidth: m.video.frameWidth)
-                    return try engine.answer(plan: plan, frames: frames, start: start,
-                                             framesDecoded: ProcessInfo.processInfo.systemUptime) { _ in }
+                    let decoded = ProcessInfo.processInfo.systemUptime
+                    let clip = try engine.loadClip(frames: frames)
+                    let first = try engine.ask(questions[0], start: start, framesDecoded: decoded, clip: clip) { _ in }
+                    let again = ProcessInfo.processInfo.systemUptime
+                    let second = try engine.ask(questions[1], start: again, framesDecoded: again, clip: nil) { _ in }
+                    return (first, second)
                 }
                 var run = result.timing.engineRun(note: engine.note)
+                run.followupTimeToFirstTokenS = followUp.timing.timeToFirstToken
+                run.followupPromptTokens = followUp.timing.promptTokens
                 run.peakRssMb = Self.peakFootprintMb()
                 if i >= request.warmup { runs.append(run) }
             }
             let device = DeviceInfo(name: Self.machine(), os: "iOS \(UIDevice.current.systemVersion)", abi: "arm64",
                                     memoryMb: Int(ProcessInfo.processInfo.physicalMemory >> 20))
             let report = BenchReport(manifest: m, bundle: bundle.name, video: "golden clip (\(m.video.frames) synthetic frames)",
-                                     steps: plan.maxNewTokens, threads: ProcessInfo.processInfo.activeProcessorCount,
+                                     steps: m.context.maxNewTokens, threads: ProcessInfo.processInfo.activeProcessorCount,
                                      device: device, engine: engine.name, note: engine.note, runs: runs)
             try report.json().write(to: out.appendingPathComponent("\(request.bundle).json"), options: .atomic)
             status = "wrote bench/\(request.bundle).json"

@@ -38,7 +38,7 @@ struct ContentView: View {
                     Button("Refresh") { model.refresh() }
                 }
                 Section("Video") {
-                    PhotosPicker("Pick a video", selection: $pickerItem, matching: .videos)
+                    PhotosPicker(model.video == nil ? "Pick a video" : "New clip", selection: $pickerItem, matching: .videos)
                     if !model.thumbnails.isEmpty {
                         ScrollView(.horizontal) {
                             HStack(spacing: 4) {
@@ -52,16 +52,31 @@ struct ContentView: View {
                 Section("Question") {
                     TextField("Ask about the video", text: $question, axis: .vertical)
                     HStack {
-                        Button("Ask") { model.ask(question) }.disabled(model.busy != nil)
+                        Button(model.history.isEmpty && model.answer.isEmpty ? "Ask" : "Ask a follow-up") {
+                            model.ask(question)
+                        }.disabled(model.busy != nil)
                         Spacer()
+                        Button("Start over") { model.startOver() }.disabled(model.busy != nil || model.video == nil)
                         Button("Stop", role: .destructive) { model.stop() }.disabled(model.busy != "Answering")
+                    }
+                    if model.clipReady && model.history.isEmpty && model.answer.isEmpty {
+                        Text("The clip is in the model: ask away; follow-ups do not re-read it.").font(.caption)
+                    }
+                }
+                ForEach(model.history) { exchange in
+                    Section(exchange.question) {
+                        Text(exchange.answer).textSelection(.enabled)
+                        if let s = exchange.stats { StatsLine(stats: s) }
                     }
                 }
                 if let busy = model.busy {
                     Section { ProgressView(busy) }
                 }
                 if let error = model.error {
-                    Section { Text(error).foregroundStyle(.red) }
+                    Section {
+                        Text(error).foregroundStyle(.red)
+                        if model.contextFull { Button("Start over") { model.startOver() }.disabled(model.busy != nil) }
+                    }
                 }
                 if !model.answer.isEmpty || model.stats != nil {
                     Section("Answer") {
@@ -93,10 +108,10 @@ struct StatsLine: View {
     let stats: AnswerStats
 
     var body: some View {
-        let prefill = stats.prefillTokensPerSecond.map { String(format: "%.0f", $0) } ?? "-"
         let decode = stats.decodeTokensPerSecond.map { String(format: "%.1f", $0) } ?? "-"
-        Text(String(format: "first token %.2f s · prefill %@ tok/s · decode %@ tok/s · %d tokens (%@)",
-                    stats.timeToFirstToken, prefill, decode, stats.tokens, stats.stop.rawValue))
+        Text(String(format: "%@: first token %.2f s · decode %@ tok/s · %d tokens (%@) · %d positions left",
+                    stats.followUp ? "follow-up" : "first question", stats.timeToFirstToken, decode, stats.tokens,
+                    stats.stop.rawValue, stats.contextLeft))
             .font(.caption)
             .foregroundStyle(.secondary)
     }

@@ -3,13 +3,23 @@ import SFLLaVAEngines
 import SFLLaVAKit
 import SwiftUI
 
-/// Numbers shown under the answer.
+/// Numbers shown under an answer: the time to first token runs from the question (a first question
+/// includes the clip unless it was prepared while the user typed); `followUp`: the clip was already in.
 struct AnswerStats {
     let timeToFirstToken: Double
-    let prefillTokensPerSecond: Double?
     let decodeTokensPerSecond: Double?
     let tokens: Int
     let stop: StopReason
+    let followUp: Bool
+    let contextLeft: Int
+}
+
+/// One question and its answer in the conversation about the current clip.
+struct Exchange: Identifiable {
+    let id = UUID()
+    let question: String
+    let answer: String
+    let stats: AnswerStats?
 }
 
 /// Screen state. Engine work goes through `EngineQueue` (never the main actor); UI updates from the
@@ -22,8 +32,15 @@ final class DemoModel: ObservableObject {
     @Published var thumbnails: [UIImage] = []
     @Published var answer = ""
     @Published var stats: AnswerStats?
+    /// Earlier questions about this clip, oldest first (the current one is `answer`).
+    @Published var history: [Exchange] = []
     @Published var error: String?
     @Published var busy: String?
+    /// The last question did not fit the context: the screen offers to start over.
+    @Published var contextFull = false
+    /// The clip is in the engine: the next question is a follow-up unless the conversation starts over.
+    @Published var clipReady = false
+    private var currentQuestion: String?
 
     private let queue = EngineQueue()
     private var bundle: BundleFolder?
@@ -46,42 +63,81 @@ final class DemoModel: ObservableObject {
             let e = try await makeEngine(b)
             bundle = b
             engine = e
+            resetConversation()
         }
     }
 
+    private func resetConversation() {
+        clipReady = false
+        contextFull = false
+        history = []
+        answer = ""
+        stats = nil
+        currentQuestion = nil
+    }
+
+    /// A new clip: read and put into the engine at once, while the user types.
     func pick(video url: URL) {
         video = url
         thumbnails = []
         error = nil
-        guard let spec = bundle?.manifest.video else { return }
-        run("Reading frames") { [self] in
-            thumbnails = try await VideoFrameReader.read(url, spec: spec).thumbnails
-        }
+        resetConversation()
+        guard engine != nil else { return }
+        run("Reading the clip") { [self] in _ = try await prepareClip(url) }
+    }
+
+    /// Start over: forget the questions, keep the clip (it goes into the reset engine again).
+    func startOver() {
+        guard let url = video else { return }
+        error = nil
+        resetConversation()
+        run("Starting over") { [self] in _ = try await prepareClip(url) }
+    }
+
+    /// Decodes the clip and loads it into the engine; returns when the frames were decoded and the timing.
+    private func prepareClip(_ url: URL) async throws -> (Double, ClipTiming) {
+        guard let b = bundle, let e = engine else { throw KitError("Pick a bundle first") }
+        let clip = try await VideoFrameReader.read(url, spec: b.manifest.video)
+        thumbnails = clip.thumbnails
+        let decoded = ProcessInfo.processInfo.systemUptime
+        let timing = try await queue.run { try e.loadClip(frames: clip.frames) }
+        clipReady = true
+        return (decoded, timing)
     }
 
     func ask(_ question: String) {
-        guard let b = bundle, let e = engine else { error = "Pick a bundle first"; return }
+        guard let e = engine else { error = "Pick a bundle first"; return }
         guard let url = video else { error = "Pick a video first"; return }
+        if let q = currentQuestion { history.append(Exchange(question: q, answer: answer, stats: stats)) }
+        currentQuestion = question.trimmingCharacters(in: .whitespacesAndNewlines)
         answer = ""
         stats = nil
         error = nil
+        contextFull = false
         run("Answering") { [self] in
-            let plan = try PromptPlan(manifest: b.manifest, question: question)
             let start = ProcessInfo.processInfo.systemUptime
-            let clip = try await VideoFrameReader.read(url, spec: b.manifest.video)
-            thumbnails = clip.thumbnails
-            let decoded = ProcessInfo.processInfo.systemUptime
-            let result = try await queue.run {
-                try e.answer(plan: plan, frames: clip.frames, start: start, framesDecoded: decoded) { text in
-                    Task { @MainActor in self.answer = text }
+            let followUp = e.conversation.clipLoaded
+            // The first question pays for the clip if it is not in the engine yet; a follow-up does not.
+            var decoded = start
+            var clip: ClipTiming?
+            if !followUp { (decoded, clip) = try await prepareClip(url) }
+            let result: EngineAnswer
+            do {
+                result = try await queue.run { [decoded, clip] in
+                    try e.ask(question, start: start, framesDecoded: decoded, clip: clip) { text in
+                        Task { @MainActor in self.answer = text }
+                    }
                 }
+            } catch let full as ContextFull {
+                contextFull = true
+                throw KitError(full.message)
             }
             let run = result.timing.engineRun(note: e.note)
             answer = result.text
             stats = AnswerStats(timeToFirstToken: result.timing.timeToFirstToken,
-                                prefillTokensPerSecond: run.prefillTokensPerSecond,
                                 decodeTokensPerSecond: run.decodeTokensPerSecond,
-                                tokens: result.timing.generatedTokens, stop: result.stopReason)
+                                tokens: result.timing.generatedTokens, stop: result.stopReason,
+                                followUp: followUp, contextLeft: e.conversation.remaining)
         }
     }
 

@@ -5,7 +5,8 @@ app's own ``core`` code) to ExecuTorch's C++ ``MultimodalRunner``, the engine in
 runner prefills them in order at the running position and adds the constructor's ``numBos`` BOS
 tokens to the first text only. The Python binding's ``generate(inputs, config)`` runs the same
 prefills in the same order with ``config.num_bos`` on the first text, so the tokens it produces are
-the tokens the phone's runner produces for those inputs.
+the tokens the phone's runner produces for those inputs. A conversation is one call list per turn,
+replayed on the same runner without reset, as the app asks a follow-up.
 """
 
 from __future__ import annotations
@@ -24,21 +25,18 @@ from ..export.native_io import native_quiet, stdout_to_stderr
 
 def load_calls(folder: Path) -> dict:
     calls = json.loads((folder / "calls.json").read_text())
-    kinds = [c["call"] for c in calls["calls"]]
-    if kinds[-1:] != ["generate"] or kinds.count("generate") != 1:
-        raise SfllavaError(f"the calls must end with one generate(), got {kinds}")
+    for i, turn in enumerate(calls["turns"]):
+        kinds = [c["call"] for c in turn["calls"]]
+        if kinds[-1:] != ["generate"] or kinds.count("generate") != 1:
+            raise SfllavaError(f"turn {i + 1}'s calls must end with one generate(), got {kinds}")
     return calls
 
 
-def replay(bundle: Path, folder: Path, max_new_tokens: int) -> list[str]:
-    """Raw pieces (the tokenizer's vocab strings, no decoder) the runner streams for the calls, up to EOS."""
-    from executorch.extension.llm.runner import GenerationConfig, make_image_input, make_text_input
+def _inputs(folder: Path, turn: dict) -> list:
+    from executorch.extension.llm.runner import make_image_input, make_text_input
 
-    from ..export.kernels import register_all
-
-    calls = load_calls(folder)
     inputs = []
-    for c in calls["calls"]:
+    for c in turn["calls"]:
         if c["call"] == "prefillImages":
             raw = np.frombuffer((folder / c["file"]).read_bytes(), dtype=np.uint8)
             if raw.size != c["channels"] * c["height"] * c["width"]:
@@ -46,11 +44,25 @@ def replay(bundle: Path, folder: Path, max_new_tokens: int) -> list[str]:
             inputs.append(make_image_input(torch.from_numpy(raw.copy()).reshape(c["channels"], c["height"], c["width"])))
         else:
             inputs.append(make_text_input(c["text"]))
+    return inputs
+
+
+def replay(bundle: Path, folder: Path, max_new_tokens: int) -> list[list[str]]:
+    """Per turn, the raw pieces (the tokenizer's vocab strings, no decoder) the runner streams for the
+    calls; one runner for the whole conversation."""
+    from executorch.extension.llm.runner import GenerationConfig
+
+    from ..export.kernels import register_all
+
+    calls = load_calls(folder)
     register_all()
-    pieces: list[str] = []
+    out: list[list[str]] = []
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False, num_bos=calls["num_bos"])
     with tempfile.TemporaryDirectory() as d, native_quiet(), stdout_to_stderr():
         # Raw pieces: a random-weight answer is often not valid UTF-8 text (raw_piece_tokenizer).
         runner = make_runner(bundle, raw_piece_tokenizer(bundle / "tokenizer.json", Path(d)))
-        runner.generate(inputs, config, pieces.append, lambda stats: None)
-    return pieces
+        for turn in calls["turns"]:
+            pieces: list[str] = []
+            runner.generate(_inputs(folder, turn), config, pieces.append, lambda stats: None)
+            out.append(pieces)
+    return out

@@ -1,6 +1,6 @@
 """Replay: the Kotlin ``replay`` program builds the app's ``LlmModule`` calls with ``core`` for the
-golden question and clip; ExecuTorch's C++ runner, fed exactly those inputs, must answer the
-bundle's golden tokens."""
+golden conversation (the clip, the golden question, its follow-up); ExecuTorch's C++ runner, fed
+exactly those inputs turn by turn without reset, must answer the bundle's golden tokens for both."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.mark.parametrize("which", range(len(APP_LAYOUTS)), ids=APP_LAYOUTS)
-def test_runner_fed_the_apps_calls_answers_the_golden_tokens(core_build, app_bundles, tmp_path, which):
+def test_runner_fed_the_apps_two_turns_answers_the_golden_conversation(core_build, app_bundles, tmp_path, which):
     from sfllava_mobile.apps.replay import replay
     from sfllava_mobile.bundle import golden_clip
     from sfllava_mobile.config import ModelConfig
@@ -43,14 +43,20 @@ def test_runner_fed_the_apps_calls_answers_the_golden_tokens(core_build, app_bun
 
     cpp = HFTokenizer()
     cpp.load(str(bundle / "tokenizer.json"))
-    texts = [c["text"] for c in calls["calls"] if c["call"] != "prefillImages"]
+    first, second = calls["turns"]
+    texts = [c["text"] for c in first["calls"] if c["call"] != "prefillImages"]
     assert cpp.encode(texts[0], calls["num_bos"], 0) == golden.prompt.ids_before_video
     assert cpp.encode(texts[1], 0, 0) == golden.prompt.ids_after_video
+    conv = golden.conversation
+    assert [c["call"] for c in second["calls"]] == ["generate"]  # the follow-up re-sends neither clip nor prompt
+    assert second["calls"][0]["text"] == conv.text_next_turn and cpp.encode(conv.text_next_turn, 0, 0) == conv.ids_next_turn
 
-    pieces = replay(bundle, tmp_path, golden.greedy.max_new_tokens)
+    turns = replay(bundle, tmp_path, conv.max_new_tokens)
     tok = Tokenizer.from_folder(bundle)
-    want = [tok.backend.id_to_token(i) for i in golden.greedy.tokens]
-    assert until_eos(pieces, {tok.backend.id_to_token(e) for e in manifest.prompt.eos_ids}) == want
+    eos = {tok.backend.id_to_token(e) for e in manifest.prompt.eos_ids}
+    got = [until_eos(pieces, eos) for pieces in turns]
+    want = [[tok.backend.id_to_token(i) for i in t] for t in (conv.turn1_tokens, conv.turn2_tokens)]
+    assert got == want and conv.turn1_tokens == golden.greedy.tokens
 
 
 def test_replay_refuses_a_non_bundle_in_one_line(core_build, tmp_path):

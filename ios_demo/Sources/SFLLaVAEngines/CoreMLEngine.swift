@@ -6,7 +6,8 @@ import Tokenizers
 /// The Core ML bundle's three packages, driven in the call sequence the Python Core ML parity check
 /// drives (the manifest's `call_sequence`): vision encoder once per clip, embeddings per text segment,
 /// then the stateful decoder (`makeState()`, `prefill` calls of `prefill_chunk` rows, then `decode`
-/// steps), greedy over the tokenizer's vocabulary. Feature names come from the manifest.
+/// steps), greedy over the tokenizer's vocabulary. The state lives as long as the clip: a follow-up
+/// feeds only its turn at the next position. Feature names come from the manifest.
 public final class CoreMLEngine: VideoQAEngine {
     public let name = "coreml"
     public let note = "Core ML (MLModel.prediction) on this device; decode stops at EOS"
@@ -22,6 +23,11 @@ public final class CoreMLEngine: VideoQAEngine {
     private let vocabulary: Int
     private var stopRequested = false
     private let lock = NSLock()
+    public private(set) var conversation: Conversation
+    /// The KV state of the current clip's conversation, the next free position and the last logits.
+    private var state: MLState?
+    private var position = 0
+    private var logits: MLMultiArray?
 
     /// Input and output names of the three methods, from the manifest.
     struct IO {
@@ -52,6 +58,7 @@ public final class CoreMLEngine: VideoQAEngine {
             throw KitError("\(bundle.name) is a \(bundle.manifest.backend) bundle, not a Core ML one")
         }
         self.bundle = bundle
+        conversation = Conversation(manifest: bundle.manifest)
         io = try IO(bundle.manifest)
         let t0 = ProcessInfo.processInfo.systemUptime
         func compiled(_ method: String) async throws -> URL {
@@ -92,9 +99,9 @@ public final class CoreMLEngine: VideoQAEngine {
         return dest
     }
 
-    public func answer(plan: PromptPlan, frames: [[UInt8]], start: Double, framesDecoded: Double,
-                       onText: @escaping (String) -> Void) throws -> EngineAnswer {
-        setStop(false)
+    /// Encodes the clip and prefills the text before the video and the visual rows into a new KV
+    /// state: once per clip; questions continue from `position`.
+    public func loadClip(frames: [[UInt8]]) throws -> ClipTiming {
         let m = bundle.manifest
         let v = m.video
         let packed = try TallImage.pack(frames, width: v.frameWidth, height: v.frameHeight)
@@ -103,27 +110,42 @@ public final class CoreMLEngine: VideoQAEngine {
         let packedAt = ProcessInfo.processInfo.systemUptime
         let visual = try predict(vision, [io.image: image], output: io.visualRows)
         let visionDone = ProcessInfo.processInfo.systemUptime
+        var before = tokenizer.encode(text: m.prompt.textBeforeVideo, addSpecialTokens: false)
+        if let bos = m.prompt.bosId { before.insert(bos, at: 0) }
+        let newState = decode.makeState()
+        var pos = 0
+        for segment in try embed(before) + [visual] {
+            logits = try feed(segment, from: pos, state: newState)
+            pos += segment.shape[1].intValue
+        }
+        state = newState
+        position = pos
+        _ = conversation.clipInputs(exactPosition: pos)
+        return ClipTiming(packed: packedAt, visionDone: visionDone, ready: ProcessInfo.processInfo.systemUptime)
+    }
 
-        var before = tokenizer.encode(text: plan.textBeforeVideo, addSpecialTokens: false)
-        if let bos = plan.bosId { before.insert(bos, at: 0) }
-        let after = tokenizer.encode(text: plan.textAfterVideo, addSpecialTokens: false)
-        let rows = try embed(before) + [visual] + embed(after)
-        let state = decode.makeState()
-        var position = 0
-        var logits: MLMultiArray?
-        for segment in rows {
+    public func ask(_ question: String, start: Double, framesDecoded: Double, clip: ClipTiming?,
+                    onText: @escaping (String) -> Void) throws -> EngineAnswer {
+        setStop(false)
+        let turn = try conversation.planTurn(question)
+        guard let state else { throw KitError("load a clip first") }
+        let m = bundle.manifest
+        let ids = tokenizer.encode(text: turn.text, addSpecialTokens: false)
+        let turnStart = position
+        for segment in try embed(ids) {
             logits = try feed(segment, from: position, state: state)
             position += segment.shape[1].intValue
         }
         let vocabLimit = min(vocabulary, logits?.count ?? 0)
         var detok = IncrementalDetokenizer { [tokenizer] ids in tokenizer.decode(tokens: ids, skipSpecialTokens: false) }
-        let stream = TokenStream(eosPieces: plan.eosPieces, maxNewTokens: plan.maxNewTokens, onUpdate: onText)
+        let stream = TokenStream(eosPieces: m.prompt.eosPieces, maxNewTokens: m.context.maxNewTokens, onUpdate: onText)
         var firstToken: Double?
-        let eos = Set(plan.eosIds)
+        let eos = Set(m.prompt.eosIds)
+        // As the stock runner: an EOS is never fed, nor a last token that reaches the budget.
         while let l = logits, !isStopRequested(), position < m.context.maxContextLen {
             let next = DecoderSchedule.argmax(Self.floats(l), limit: vocabLimit)
             if firstToken == nil { firstToken = ProcessInfo.processInfo.systemUptime }
-            let piece = eos.contains(next) ? (plan.eosPieces.first ?? "") : detok.push(next)
+            let piece = eos.contains(next) ? (m.prompt.eosPieces.first ?? "") : detok.push(next)
             if !stream.accept(piece) { break }
             let row = try embed([next])[0]
             logits = try feed(row, from: position, state: state)
@@ -131,9 +153,11 @@ public final class CoreMLEngine: VideoQAEngine {
         }
         stream.accept(detok.flush())
         let text = stream.finish()
+        conversation.finishTurn(turn, exactPosition: position, emittedTokens: stream.tokens)
         let end = ProcessInfo.processInfo.systemUptime
-        let timing = AnswerTiming(start: start, framesDecoded: framesDecoded, packed: packedAt, visionDone: visionDone,
-                                  firstToken: firstToken ?? end, end: end, promptTokens: before.count + m.visualTokens + after.count,
+        let timing = AnswerTiming(start: start, framesDecoded: framesDecoded, packed: clip?.packed ?? start,
+                                  visionDone: clip?.visionDone, firstToken: firstToken ?? end, end: end,
+                                  promptTokens: turn.isFollowUp ? ids.count : turnStart + ids.count,
                                   generatedTokens: stream.tokens, loadSeconds: loadSeconds)
         return EngineAnswer(text: text, stopReason: stream.stopReason, timing: timing)
     }

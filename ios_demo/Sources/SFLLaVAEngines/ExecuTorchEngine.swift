@@ -3,7 +3,8 @@ import Foundation
 import SFLLaVAKit
 
 /// ExecuTorch's stock multimodal runner (`executorch_llm`, XNNPACK) on an ExecuTorch bundle: text
-/// before the video, the whole clip as one tall image, text after, as the bundle's contract says.
+/// before the video, the whole clip as one tall image, text after, as the bundle's contract says;
+/// a follow-up is one more text input on the same runner (no `reset()`), so nothing is re-encoded.
 /// The app links the kernel libraries the manifest's `kernel_libraries` name (`kernels_llm`,
 /// `kernels_quantized`, `kernels_optimized`, `backend_xnnpack`) with `-all_load`.
 public final class ExecuTorchEngine: VideoQAEngine {
@@ -14,6 +15,9 @@ public final class ExecuTorchEngine: VideoQAEngine {
 
     private let bundle: BundleFolder
     private let runner: MultimodalRunner
+    public private(set) var conversation: Conversation
+    /// The clip's runner inputs until the first question carries them into the runner.
+    private var pendingClip: [MultimodalInput]?
 
     public init(bundle: BundleFolder) throws {
         guard let program = bundle.manifest.executorch?.program else {
@@ -25,6 +29,7 @@ public final class ExecuTorchEngine: VideoQAEngine {
                 + "export it without --shared-table for iOS")
         }
         self.bundle = bundle
+        conversation = Conversation(manifest: bundle.manifest)
         runner = MultimodalRunner(
             modelPath: bundle.url.appendingPathComponent(program).path,
             tokenizerPath: bundle.artifact("tokenizer", default: "tokenizer.json").path
@@ -38,31 +43,43 @@ public final class ExecuTorchEngine: VideoQAEngine {
         loadSeconds = ProcessInfo.processInfo.systemUptime - t0
     }
 
-    public func answer(plan: PromptPlan, frames: [[UInt8]], start: Double, framesDecoded: Double,
-                       onText: @escaping (String) -> Void) throws -> EngineAnswer {
+    /// Resets the runner and keeps the packed clip: ExecuTorchLLM has no prefill call, so the clip goes
+    /// in with the first question's `generate` (once); follow-ups send only their turn.
+    public func loadClip(frames: [[UInt8]]) throws -> ClipTiming {
         let v = bundle.manifest.video
         let packed = try TallImage.pack(frames, width: v.frameWidth, height: v.frameHeight)
         let size = bundle.manifest.packedImageSize
         let image = Image(data: Data(packed), width: size.width, height: size.height, channels: 3)
-        let packedAt = ProcessInfo.processInfo.systemUptime
+        runner.reset()
         var inputs: [MultimodalInput] = []
-        for input in plan.inputs {
+        for input in conversation.clipInputs() {
             switch input {
-            case .tokens: continue  // no token input from Swift: bosCount below adds BOS to the first text
+            case .tokens: continue  // no token input from Swift: bosCount adds BOS to the first text
             case .text(let text): inputs.append(MultimodalInput(text))
             case .image: inputs.append(MultimodalInput(image))
             }
         }
+        pendingClip = inputs
+        let now = ProcessInfo.processInfo.systemUptime
+        return ClipTiming(packed: now, visionDone: nil, ready: now)
+    }
+
+    public func ask(_ question: String, start: Double, framesDecoded: Double, clip: ClipTiming?,
+                    onText: @escaping (String) -> Void) throws -> EngineAnswer {
+        let turn = try conversation.planTurn(question)
+        // The clip's inputs go with the first question only: in the runner from then on.
+        let inputs = (pendingClip ?? []) + [MultimodalInput(turn.text)]
+        pendingClip = nil
+        let m = bundle.manifest
         let config = Config {
-            $0.sequenceLength = plan.seqLen
-            $0.maximumNewTokens = plan.maxNewTokens
+            $0.sequenceLength = m.context.maxContextLen
+            $0.maximumNewTokens = m.context.maxNewTokens
             $0.temperature = 0  // greedy, as the golden tokens and parity were taken
             $0.echoEnabled = false
-            $0.bosCount = plan.numBos
+            $0.bosCount = m.prompt.bosId == nil ? 0 : 1  // the runner adds it at position 0 only
         }
-        let stream = TokenStream(eosPieces: plan.eosPieces, maxNewTokens: plan.maxNewTokens, onUpdate: onText)
+        let stream = TokenStream(eosPieces: m.prompt.eosPieces, maxNewTokens: m.context.maxNewTokens, onUpdate: onText)
         var firstToken: Double?
-        runner.reset()
         do {
             try runner.generate(inputs, config) { [runner] piece in
                 if firstToken == nil { firstToken = ProcessInfo.processInfo.systemUptime }
@@ -73,9 +90,12 @@ public final class ExecuTorchEngine: VideoQAEngine {
             throw KitError("ExecuTorch generate failed: \(error.localizedDescription)")
         }
         let text = stream.finish()
+        // The Swift runner reports no position: the conversation keeps its upper bound.
+        conversation.finishTurn(turn, exactPosition: nil, emittedTokens: stream.tokens)
         let end = ProcessInfo.processInfo.systemUptime
-        let timing = AnswerTiming(start: start, framesDecoded: framesDecoded, packed: packedAt, firstToken: firstToken ?? end,
-                                  end: end, promptTokens: nil, generatedTokens: stream.tokens, loadSeconds: loadSeconds)
+        let timing = AnswerTiming(start: start, framesDecoded: framesDecoded, packed: clip?.packed ?? start,
+                                  firstToken: firstToken ?? end, end: end, promptTokens: nil,
+                                  generatedTokens: stream.tokens, loadSeconds: loadSeconds)
         return EngineAnswer(text: text, stopReason: stream.stopReason, timing: timing)
     }
 

@@ -13,6 +13,9 @@ public struct EngineRun: Codable, Equatable, Sendable {
     public var prefillTokensPerSecond: Double?
     public var decodeTokensPerSecond: Double?
     public var timeToFirstTokenS: Double?
+    /// A follow-up about the same clip, asked after the first answer: its turn's prefill and first token.
+    public var followupTimeToFirstTokenS: Double?
+    public var followupPromptTokens: Int?
     public var wallS: Double?
     public var peakRssMb: Double?
     public var note: String?
@@ -32,6 +35,8 @@ public struct EngineRun: Codable, Equatable, Sendable {
         case prefillTokensPerSecond = "prefill_tokens_per_second"
         case decodeTokensPerSecond = "decode_tokens_per_second"
         case timeToFirstTokenS = "time_to_first_token_s"
+        case followupTimeToFirstTokenS = "followup_time_to_first_token_s"
+        case followupPromptTokens = "followup_prompt_tokens"
         case wallS = "wall_s"
         case peakRssMb = "peak_rss_mb"
     }
@@ -149,6 +154,8 @@ public struct BenchReport: Encodable, Sendable {
         r.prefillTokensPerSecond = m(\.prefillTokensPerSecond)
         r.decodeTokensPerSecond = m(\.decodeTokensPerSecond)
         r.timeToFirstTokenS = m(\.timeToFirstTokenS)
+        r.followupTimeToFirstTokenS = m(\.followupTimeToFirstTokenS)
+        r.followupPromptTokens = mi(\.followupPromptTokens)
         r.wallS = m(\.wallS)
         r.peakRssMb = m(\.peakRssMb)
         r.note = runs.first?.note

@@ -51,6 +51,20 @@ public struct AnswerTiming: Equatable, Sendable {
     }
 }
 
+/// When a clip went into an engine (seconds on the answer clock): packed, encoded (if the engine
+/// can tell), in the engine and ready for questions.
+public struct ClipTiming: Equatable, Sendable {
+    public var packed: Double
+    public var visionDone: Double?
+    public var ready: Double
+
+    public init(packed: Double, visionDone: Double?, ready: Double) {
+        self.packed = packed
+        self.visionDone = visionDone
+        self.ready = ready
+    }
+}
+
 /// What an engine hands back for one question.
 public struct EngineAnswer: Sendable {
     public let text: String
@@ -59,7 +73,9 @@ public struct EngineAnswer: Sendable {
 }
 
 /// The two engines behind one protocol: ExecuTorch's multimodal runner and the Core ML packages.
-/// Implementations are not thread-safe; the app calls them from one background queue only.
+/// Each holds a conversation about one clip: `loadClip` resets it and takes the clip, `ask` answers
+/// one question (the first, or a follow-up that re-encodes nothing). Implementations are not
+/// thread-safe; the app calls them from one background queue only.
 public protocol VideoQAEngine: AnyObject {
     /// `executorch_runner` or `coreml`: the `bench` report's engine name.
     var name: String { get }
@@ -67,9 +83,14 @@ public protocol VideoQAEngine: AnyObject {
     var note: String { get }
     /// Seconds the last load took.
     var loadSeconds: Double { get }
-    /// Answers `plan` about `frames` (HWC frames at the model's size); `onText` gets the answer so far.
-    func answer(plan: PromptPlan, frames: [[UInt8]], start: Double, framesDecoded: Double,
-                onText: @escaping (String) -> Void) throws -> EngineAnswer
+    /// The conversation on this engine: turns so far and the context left.
+    var conversation: Conversation { get }
+    /// Resets the engine and takes the clip `frames` (HWC frames at the model's size).
+    func loadClip(frames: [[UInt8]]) throws -> ClipTiming
+    /// Answers `question` about the loaded clip; throws `ContextFull` before any work when the turn
+    /// and its answer would not fit. `clip`: the clip's timing when it was loaded for this question.
+    func ask(_ question: String, start: Double, framesDecoded: Double, clip: ClipTiming?,
+             onText: @escaping (String) -> Void) throws -> EngineAnswer
     /// Ends a running answer; safe from any thread.
     func stop()
 }

@@ -110,6 +110,28 @@ public struct Golden: Codable, Equatable, Sendable {
         }
     }
 
+    /// Two questions about the golden clip on one runner, as the app asks a follow-up.
+    public struct Conversation: Codable, Equatable, Sendable {
+        public let questions: [String]
+        public let textNextTurn: String
+        public let idsNextTurn: [Int]
+        public let maxNewTokens: Int
+        public let turn1Tokens: [Int]
+        public let turn1Fed: Int
+        public let turn2Tokens: [Int]
+        /// Positions in use after the clip ("clip") and after each turn ("turn1", "turn2").
+        public let positions: [String: Int]
+        enum CodingKeys: String, CodingKey {
+            case questions, positions
+            case textNextTurn = "text_next_turn"
+            case idsNextTurn = "ids_next_turn"
+            case maxNewTokens = "max_new_tokens"
+            case turn1Tokens = "turn1_tokens"
+            case turn1Fed = "turn1_fed"
+            case turn2Tokens = "turn2_tokens"
+        }
+    }
+
     public let frameIndices: FrameIndexCases
     public let frameIndicesSegmentMidpoint: FrameIndexCases
     public let patternFrame: PatternFrame
@@ -118,9 +140,10 @@ public struct Golden: Codable, Equatable, Sendable {
     public let packedClip: PackedClip
     public let prompt: Prompt
     public let greedy: Greedy
+    public let conversation: Conversation
 
     enum CodingKeys: String, CodingKey {
-        case prompt, greedy
+        case prompt, greedy, conversation
         case frameIndices = "frame_indices"
         case frameIndicesSegmentMidpoint = "frame_indices_segment_midpoint"
         case patternFrame = "pattern_frame"

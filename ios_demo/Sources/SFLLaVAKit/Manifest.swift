@@ -1,7 +1,7 @@
 import Foundation
 
 /// The bundle schema version this code reads (`schema/manifest.schema.json`, `sfllava_mobile.manifest`).
-public let schemaVersion = 3
+public let schemaVersion = 4
 
 /// Method names of the on-device contract.
 public let methodNames = ["vision_encoder", "token_embedding", "text_decoder"]
@@ -78,6 +78,8 @@ public struct Manifest: Codable, Equatable, Sendable {
         public let bosId: Int?
         public let eosIds: [Int]
         public let eosPieces: [String]
+        /// A follow-up's runner text (`questionPlaceholder` to substitute): closes the answer, opens the next user turn.
+        public let textNextTurn: String
         enum CodingKeys: String, CodingKey {
             case template, system
             case textBeforeVideo = "text_before_video"
@@ -87,6 +89,7 @@ public struct Manifest: Codable, Equatable, Sendable {
             case bosId = "bos_id"
             case eosIds = "eos_ids"
             case eosPieces = "eos_pieces"
+            case textNextTurn = "text_next_turn"
         }
     }
 
@@ -95,8 +98,10 @@ public struct Manifest: Codable, Equatable, Sendable {
         public let maxContextLen: Int
         public let textAllowance: Int
         public let maxNewTokens: Int
+        public let turns: Int
         public let prefillChunk: Int?
         enum CodingKeys: String, CodingKey {
+            case turns
             case maxSeqLen = "max_seq_len"
             case maxContextLen = "max_context_len"
             case textAllowance = "text_allowance"

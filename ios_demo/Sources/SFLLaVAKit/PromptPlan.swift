@@ -34,12 +34,7 @@ public struct PromptPlan: Equatable, Sendable {
 
     /// Throws on a blank question or one holding the video placeholder.
     public init(manifest: Manifest, question raw: String) throws {
-        // Python's str.strip(): whitespace and newlines at both ends.
-        let q = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !q.isEmpty else { throw KitError("ask a question first") }
-        guard !q.contains(Self.imagePlaceholder) else {
-            throw KitError("the question must not contain \(Self.imagePlaceholder): the video goes there")
-        }
+        let q = try Conversation.cleanQuestion(raw)
         let p = manifest.prompt
         guard p.textAfterVideo.contains(p.questionPlaceholder) else {
             throw KitError("manifest.prompt.text_after_video has no \(p.questionPlaceholder) to put the question in")

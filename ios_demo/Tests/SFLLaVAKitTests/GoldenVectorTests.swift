@@ -74,9 +74,9 @@ final class GoldenVectorTests: XCTestCase {
         var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("manifest.json"))) as? [String: Any])
         json["schema_version"] = 2
         XCTAssertThrowsError(try Manifest.parse(JSONSerialization.data(withJSONObject: json))) { e in
-            XCTAssertTrue((e as? KitError)?.message.contains("schema_version 2; this app reads 3") ?? false)
+            XCTAssertTrue((e as? KitError)?.message.contains("schema_version 2; this app reads 4") ?? false)
         }
-        json["schema_version"] = 3
+        json["schema_version"] = 4
         json.removeValue(forKey: "video")
         XCTAssertThrowsError(try Manifest.parse(JSONSerialization.data(withJSONObject: json))) { e in
             XCTAssertEqual((e as? KitError)?.message, "manifest.video: missing")

@@ -56,7 +56,7 @@ fun DemoScreen(model: DemoViewModel) {
         OutlinedButton(
             onClick = { picker.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.VideoOnly)) },
             enabled = model.bundles.isNotEmpty()
-        ) { Text(stringResource(R.string.pick_video)) }
+        ) { Text(stringResource(if (model.video == null) R.string.pick_video else R.string.new_clip)) }
         if (model.thumbnails.isNotEmpty()) {
             LazyRow(horizontalArrangement = Arrangement.spacedBy(4.dp)) {
                 items(model.thumbnails) { bmp ->
@@ -71,18 +71,34 @@ fun DemoScreen(model: DemoViewModel) {
             modifier = Modifier.fillMaxWidth()
         )
         Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
-            Button(onClick = { model.ask(question) }, enabled = model.busy == null) { Text(stringResource(R.string.ask)) }
+            Button(onClick = { model.ask(question) }, enabled = model.busy == null) {
+                Text(stringResource(if (model.history.isEmpty() && model.answer.isEmpty()) R.string.ask else R.string.ask_follow_up))
+            }
             OutlinedButton(onClick = model::stop, enabled = model.busy == "Answering") { Text(stringResource(R.string.stop)) }
+            OutlinedButton(onClick = model::startOver, enabled = model.busy == null && model.video != null) {
+                Text(stringResource(R.string.start_over))
+            }
+        }
+        if (model.clipReady && model.history.isEmpty() && model.answer.isEmpty()) {
+            Text(stringResource(R.string.clip_ready), style = MaterialTheme.typography.labelMedium)
         }
         model.busy?.let { label ->
             Text(label, style = MaterialTheme.typography.labelMedium)
             LinearProgressIndicator(modifier = Modifier.fillMaxWidth())
         }
-        model.error?.let { ErrorCard(it) }
+        for (exchange in model.history) {
+            Text("Q: ${exchange.question}", style = MaterialTheme.typography.labelLarge)
+            SelectionContainer { Text(exchange.answer, style = MaterialTheme.typography.bodyMedium) }
+            exchange.stats?.let { StatsRow(it) }
+        }
         if (model.answer.isNotEmpty()) {
             SelectionContainer { Text(model.answer, style = MaterialTheme.typography.bodyLarge) }
         }
         model.stats?.let { StatsRow(it) }
+        model.error?.let { ErrorCard(it) }
+        if (model.contextFull) {
+            Button(onClick = model::startOver, enabled = model.busy == null) { Text(stringResource(R.string.start_over)) }
+        }
     }
 }
 
@@ -120,11 +136,11 @@ private fun ErrorCard(message: String) {
 
 @Composable
 private fun StatsRow(s: AnswerStats) {
-    val prefill = s.prefillTokensPerSecond?.let { "%.0f".format(it) } ?: "-"
     val decode = s.decodeTokensPerSecond?.let { "%.1f".format(it) } ?: "-"
+    val kind = if (s.followUp) "follow-up" else "first question"
     Text(
-        "first token %.2f s · prefill %s tok/s · decode %s tok/s · %d tokens (%s)"
-            .format(s.timeToFirstTokenS, prefill, decode, s.tokens, s.stop.name.lowercase()),
+        "%s: first token %.2f s · decode %s tok/s · %d tokens (%s) · %d positions left"
+            .format(kind, s.timeToFirstTokenS, decode, s.tokens, s.stop.name.lowercase(), s.contextLeft),
         style = MaterialTheme.typography.labelMedium
     )
 }

@@ -2,14 +2,13 @@ package dev.sfllava.demo
 
 import dev.sfllava.core.AnswerTiming
 import dev.sfllava.core.BundleFolder
+import dev.sfllava.core.Conversation
 import dev.sfllava.core.ProcStatus
-import dev.sfllava.core.PromptPlan
 import dev.sfllava.core.RunnerCall
 import dev.sfllava.core.RunnerStats
 import dev.sfllava.core.StopReason
 import dev.sfllava.core.TallImage
 import dev.sfllava.core.TokenStream
-import dev.sfllava.core.runnerCalls
 import java.io.Closeable
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
@@ -20,9 +19,10 @@ import org.pytorch.executorch.extension.llm.LlmModule
 class Answer(val text: String, val tokens: Int, val stopReason: StopReason, val timing: AnswerTiming, val error: String?)
 
 /**
- * ExecuTorch's stock `LlmModule` on a bundle. Not thread-safe: the app calls it from one background
- * executor only. The calls come from core's [runnerCalls], the same list the Linux replay test feeds
- * to the C++ runner.
+ * ExecuTorch's stock `LlmModule` on a bundle, holding a conversation about one clip: the runner keeps
+ * its position between `generate` calls, so the clip is prefilled once ([loadClip]) and each question
+ * is one turn ([ask]). Not thread-safe: the app calls it from one background executor only. The calls
+ * come from core's [Conversation], the same lists the Linux replay test feeds to the C++ runner.
  */
 class LlmEngine(private val bundle: BundleFolder) : Closeable {
     private val module =
@@ -46,17 +46,37 @@ class LlmEngine(private val bundle: BundleFolder) : Closeable {
         loadSeconds = (System.nanoTime() - t0) / 1e9
     }
 
+    /** The conversation on this runner: the clip's calls, each turn's, and the context left. */
+    val conversation = Conversation(bundle.manifest)
+
     /**
-     * Answers [plan] about the packed clip [frames] (HWC frames at the model's size). [onText] gets the
-     * answer so far, batched; [startMs] is when the user asked (video decoding included in the timing).
+     * Resets the runner and prefills the clip [frames] (HWC frames at the model's size) with the text
+     * before the video: done once per clip, before or while the user types the first question.
      */
-    fun answer(plan: PromptPlan, frames: List<ByteArray>, startMs: Long, framesDecodedMs: Long, onText: (String) -> Unit): Answer {
+    fun loadClip(frames: List<ByteArray>) {
         val v = bundle.manifest.video
         val packed = TallImage.pack(frames, v.frameWidth, v.frameHeight)
         val image = ByteBuffer.allocateDirect(packed.size).order(ByteOrder.nativeOrder()).put(packed)
         image.rewind()
-        val packedMs = nowMs()
-        val stream = TokenStream(plan.eosPieces, plan.maxNewTokens, onUpdate = onText)
+        module.resetContext()
+        for (call in conversation.clipCalls()) {
+            when (call) {
+                is RunnerCall.PrefillText -> module.prefillPrompt(call.text)
+                is RunnerCall.PrefillImage -> module.prefillImages(image, call.width, call.height, call.channels)
+                is RunnerCall.Generate -> error("a clip has no generate call")
+            }
+        }
+    }
+
+    /**
+     * Answers [question] about the loaded clip: the first question's text after the video, then
+     * follow-ups as one turn each (nothing re-encoded). Throws [ContextFullException] before any call
+     * when the turn would not fit. [onText] gets the answer so far, batched; [startMs] is when the user
+     * asked, [clipReadyMs] when the clip was in the runner (the same for a follow-up).
+     */
+    fun ask(question: String, startMs: Long, framesDecodedMs: Long, clipReadyMs: Long, onText: (String) -> Unit): Answer {
+        val turn = conversation.planTurn(question)
+        val stream = TokenStream(bundle.manifest.prompt.eosPieces, conversation.maxNewTokens, onUpdate = onText)
         var firstTokenMs = -1L
         var runnerStats: RunnerStats? = null
         var error: String? = null
@@ -76,21 +96,17 @@ class LlmEngine(private val bundle: BundleFolder) : Closeable {
                     error = "runner error $errorCode: $message"
                 }
             }
-        module.resetContext()
-        for (call in runnerCalls(plan, bundle.manifest)) {
-            when (call) {
-                is RunnerCall.PrefillText -> module.prefillPrompt(call.text)
-                is RunnerCall.PrefillImage -> module.prefillImages(image, call.width, call.height, call.channels)
-                is RunnerCall.Generate -> module.generate(call.text, call.seqLen, callback, false)
-            }
+        for (call in turn.calls) {
+            if (call is RunnerCall.Generate) module.generate(call.text, call.seqLen, callback, false)
         }
         val text = stream.finish()
+        conversation.finishTurn(turn, runnerStats, stream.tokens)
         val end = nowMs()
         val timing =
             AnswerTiming(
                 startMs = startMs,
                 framesDecodedMs = framesDecodedMs,
-                packedMs = packedMs,
+                packedMs = clipReadyMs,
                 firstTokenMs = if (firstTokenMs < 0) end else firstTokenMs,
                 endMs = end,
                 stats = runnerStats,

@@ -67,7 +67,7 @@ object BenchReport {
         return GsonBuilder().setPrettyPrinting().create().toJson(root)
     }
 
-    private val INT_KEYS = setOf("prompt_tokens", "generated_tokens")
+    private val INT_KEYS = setOf("prompt_tokens", "generated_tokens", "followup_prompt_tokens")
 
     private fun toJson(run: Map<String, Any>): JsonObject = JsonObject().apply {
         for ((k, v) in run.toSortedMap()) {

@@ -1,4 +1,4 @@
 package dev.sfllava.core
 
 /** A bundle, video or input the app cannot use; [message] is one line a user can act on. */
-class BundleException(message: String) : Exception(message)
+open class BundleException(message: String) : Exception(message)

@@ -21,6 +21,19 @@ data class GoldenPrompt(val question: String, val textBeforeVideo: String, val t
 
 data class GoldenGreedy(val question: String, val clipFrames: Int, val maxNewTokens: Int, val tokens: List<Int>, val imageSha256: String)
 
+/** Two questions about the golden clip on one runner (`golden.json` `conversation`). */
+data class GoldenConversation(
+    val questions: List<String>,
+    val textNextTurn: String,
+    val idsNextTurn: List<Int>,
+    val maxNewTokens: Int,
+    val turn1Tokens: List<Int>,
+    val turn1Fed: Int,
+    val turn2Tokens: List<Int>,
+    /** Runner positions in use after the clip ("clip") and after each turn ("turn1", "turn2"). */
+    val positions: Map<String, Int>
+)
+
 /** `golden.json`: what the app's ports must reproduce (see `sfllava_mobile.bundle.golden`). */
 data class Golden(
     val frameIndices: FrameIndexCases,
@@ -31,7 +44,8 @@ data class Golden(
     val resizeModel: ResizeVector,
     val packedClip: PackedClipVector,
     val prompt: GoldenPrompt,
-    val greedy: GoldenGreedy
+    val greedy: GoldenGreedy,
+    val conversation: GoldenConversation
 ) {
     companion object {
         fun parse(json: String): Golden {
@@ -46,6 +60,8 @@ data class Golden(
             val p = g.obj("prompt")
             val greedy = g.obj("greedy")
             val pattern = g.obj("pattern_frame")
+            val conv = g.obj("conversation")
+            val positions = conv.obj("positions")
             return Golden(
                 frameIndices = indexCases(g.obj("frame_indices")),
                 frameIndicesSegmentMidpoint = indexCases(g.obj("frame_indices_segment_midpoint")),
@@ -79,6 +95,17 @@ data class Golden(
                         greedy.int("max_new_tokens"),
                         greedy.ints("tokens").toList(),
                         greedy.string("image_sha256")
+                    ),
+                conversation =
+                    GoldenConversation(
+                        questions = conv.strings("questions"),
+                        textNextTurn = conv.string("text_next_turn"),
+                        idsNextTurn = conv.ints("ids_next_turn").toList(),
+                        maxNewTokens = conv.int("max_new_tokens"),
+                        turn1Tokens = conv.ints("turn1_tokens").toList(),
+                        turn1Fed = conv.int("turn1_fed"),
+                        turn2Tokens = conv.ints("turn2_tokens").toList(),
+                        positions = positions.keys().associateWith { positions.int(it) }
                     )
             )
         }

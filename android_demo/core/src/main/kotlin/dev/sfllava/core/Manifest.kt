@@ -1,7 +1,7 @@
 package dev.sfllava.core
 
 /** The bundle schema version this code reads (`schema/manifest.schema.json`, `sfllava_mobile.manifest`). */
-const val SCHEMA_VERSION = 3
+const val SCHEMA_VERSION = 4
 
 /** Method names of the on-device contract. */
 val METHOD_NAMES = listOf("vision_encoder", "token_embedding", "text_decoder")
@@ -23,14 +23,16 @@ data class PromptSpec(
     val answerPrefix: String,
     val bosId: Int?,
     val eosIds: List<Int>,
-    val eosPieces: List<String>
+    val eosPieces: List<String>,
+    /** A follow-up's runner text, [questionPlaceholder] to substitute: closes the answer, opens the next user turn. */
+    val textNextTurn: String
 )
 
 data class TensorSpec(val dtype: String, val shape: List<String>, val layout: String?)
 
 data class MethodSpec(val artifact: String, val inputs: List<TensorSpec>, val output: TensorSpec)
 
-data class ContextSpec(val maxSeqLen: Int, val maxContextLen: Int, val textAllowance: Int, val maxNewTokens: Int)
+data class ContextSpec(val maxSeqLen: Int, val maxContextLen: Int, val textAllowance: Int, val maxNewTokens: Int, val turns: Int)
 
 data class KernelLibrary(val name: String, val android: String, val ios: String, val methods: List<String>)
 
@@ -107,7 +109,8 @@ data class Manifest(
                         answerPrefix = p.string("answer_prefix"),
                         bosId = p.intOrNull("bos_id"),
                         eosIds = eosIds,
-                        eosPieces = eosPieces
+                        eosPieces = eosPieces,
+                        textNextTurn = p.string("text_next_turn")
                     ),
                 artifacts = artifacts.keys().associateWith { artifacts.string(it) },
                 methods = METHOD_NAMES.associateWith { parseMethod(methods.obj(it)) },
@@ -116,7 +119,8 @@ data class Manifest(
                         maxSeqLen = c.int("max_seq_len"),
                         maxContextLen = c.int("max_context_len"),
                         textAllowance = c.int("text_allowance"),
-                        maxNewTokens = c.int("max_new_tokens")
+                        maxNewTokens = c.int("max_new_tokens"),
+                        turns = c.int("turns")
                     ),
                 recipe = m.obj("quantization").string("recipe"),
                 totalBytes = m.obj("size").long("total_bytes"),

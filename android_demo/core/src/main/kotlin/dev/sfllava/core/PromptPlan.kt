@@ -1,7 +1,7 @@
 package dev.sfllava.core
 
 /**
- * How one question goes into the stock runner (`LlmModule` on Android), from the manifest's template:
+ * How the first question about a clip goes into the stock runner (`LlmModule` on Android), from the manifest's template:
  * [inputs] in order (BOS tokens where the template has one, the text before the video, the packed
  * clip, the text after the question), the same list `golden.json` states as `runner_inputs`.
  *
@@ -39,14 +39,9 @@ class PromptPlan private constructor(
             }
 
     companion object {
-        const val IMAGE_PLACEHOLDER = "<image>"
-
         /** Fails with a [BundleException] on a blank question or one holding the video placeholder. */
         fun build(manifest: Manifest, question: String): PromptPlan {
-            // Python's str.strip(): Unicode whitespace at both ends.
-            val q = question.trim { it.isWhitespace() }
-            if (q.isEmpty()) throw BundleException("ask a question first")
-            if (IMAGE_PLACEHOLDER in q) throw BundleException("the question must not contain $IMAGE_PLACEHOLDER: the video goes there")
+            val q = Conversation.cleanQuestion(question)
             val p = manifest.prompt
             if (p.questionPlaceholder !in p.textAfterVideo) {
                 throw BundleException("manifest.prompt.text_after_video has no ${p.questionPlaceholder} to put the question in")

@@ -16,25 +16,8 @@ sealed class RunnerCall {
     data class Generate(val text: String, val seqLen: Int) : RunnerCall()
 }
 
-/** The `LlmModule` calls for [plan] on a bundle described by [manifest]. */
+/** The `LlmModule` calls for [plan], a first question, on a freshly reset runner: the clip, then the question. */
 fun runnerCalls(plan: PromptPlan, manifest: Manifest): List<RunnerCall> {
-    val (w, h) = manifest.packedImageSize()
-    val inputs = plan.inputs
-    return inputs.mapIndexedNotNull { i, input ->
-        when (input) {
-            is RunnerInput.Tokens -> null
-
-            // LlmModule takes no token ids: numBos at construction adds BOS
-            // The last input (the text after the question) starts generation.
-            is RunnerInput.Text -> if (i ==
-                inputs.lastIndex
-            ) {
-                RunnerCall.Generate(input.text, plan.seqLen)
-            } else {
-                RunnerCall.PrefillText(input.text)
-            }
-
-            RunnerInput.Image -> RunnerCall.PrefillImage(w, h, 3)
-        }
-    }
+    val conversation = Conversation(manifest)
+    return conversation.clipCalls() + conversation.planTurn(plan.question).calls
 }

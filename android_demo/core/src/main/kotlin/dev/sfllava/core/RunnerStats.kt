@@ -53,7 +53,12 @@ data class AnswerTiming(
     /** Vision encoder and text prefill together: the runner runs the encoder inside its image prefill. */
     val prefillSeconds: Double get() = (firstTokenMs - packedMs) / 1000.0
 
-    fun toEngineRun(): Map<String, Any> = buildMap {
+    /**
+     * The `bench` fields; with [followUp], a second question about the same clip asked right after
+     * this answer: its time to first token and the tokens its turn prefilled (the runner counts prompt
+     * tokens from position 0, so the turn is the difference).
+     */
+    fun toEngineRun(followUp: AnswerTiming? = null): Map<String, Any> = buildMap {
         put("decode_video_s", (framesDecodedMs - startMs) / 1000.0)
         put("preprocess_s", (packedMs - framesDecodedMs) / 1000.0)
         put("prefill_s", prefillSeconds)
@@ -67,6 +72,12 @@ data class AnswerTiming(
             put("decode_s", it.decodeSeconds)
             put("decode_tokens_per_second", it.decodeTokensPerSecond)
             if (prefillSeconds > 0) put("prefill_tokens_per_second", it.promptTokens / prefillSeconds)
+        }
+        followUp?.let { f ->
+            put("followup_time_to_first_token_s", f.timeToFirstTokenSeconds)
+            val a = stats
+            val b = f.stats
+            if (a != null && b != null) put("followup_prompt_tokens", b.promptTokens - a.promptTokens - a.generatedTokens)
         }
         put("note", "prefill_s includes vision_encoder (the runner encodes the clip inside its image prefill)")
     }
