@@ -132,7 +132,7 @@ def vision_share(cfg) -> float:
     return pv / (pv + pt)
 
 
-STAGES = ("decode_video_s", "preprocess_s", "vision_encoder_s", "prefill_s")
+STAGES = ("decode_video_s", "preprocess_s", "vision_encoder_s", "prefill_s", "followup_time_to_first_token_s")
 
 
 def extrapolate(points: list[dict], vision_blocks: int, text_blocks: int, vision_share: float) -> dict:
@@ -146,18 +146,19 @@ def extrapolate(points: list[dict], vision_blocks: int, text_blocks: int, vision
         a, b = p1["pte"][stage], p2["pte"][stage]
         if stage == "vision_encoder_s":
             out[stage] = a + (b - a) / (d2 - d1) * (vision_blocks - d1)
-        elif stage == "prefill_s":
+        elif stage in ("prefill_s", "followup_time_to_first_token_s"):  # decoder work only
             out[stage] = a + (b - a) / (d2 - d1) * (text_blocks - d1)
         else:
             out[stage] = (a + b) / 2
     out["time_to_first_token_s"] = out["preprocess_s"] + out["vision_encoder_s"] + out["prefill_s"]
     out["time_to_first_token_with_decode_s"] = out["time_to_first_token_s"] + out["decode_video_s"]
+    out["followup_share_of_first"] = out["followup_time_to_first_token_s"] / out["time_to_first_token_with_decode_s"]
     # Peak: the deeper run's, plus the measured RSS growth per block (weights, packed weights, KV cache),
     # split between a tower block and a decoder block by their parameter counts.
     units = vision_share * (vision_blocks - d2) + (1 - vision_share) * (text_blocks - d2)  # blocks still missing
     out["peak_rss_mb"] = p2["pte"]["peak_rss_mb"] + (p2["pte"]["peak_rss_mb"] - p1["pte"]["peak_rss_mb"]) / (d2 - d1) * units
     out["artifact_mb"] = (p2["artifact_bytes"] + (p2["artifact_bytes"] - p1["artifact_bytes"]) / (d2 - d1) * units) / 2**20
-    return {k: round(v, 2) for k, v in out.items()}
+    return {k: round(v, 2 if v > 1 else 5) for k, v in out.items()}
 
 
 def ab_encoder(preset: str, frames: int, depths: list[int], recipes_: list[str], rounds: int, clip: Path, work: Path,
@@ -189,6 +190,13 @@ def block_flops(preset: str, frames: int) -> float:
     return float(frames * (2 * vision_block_params(v) * n + 4 * n * n * v.hidden_size))
 
 
+def followup(x: dict) -> str:
+    """A follow-up question's time to first token and its share of the first question's (with video decode)."""
+    if "followup_time_to_first_token_s" not in x:
+        return "-"  # runs from before conversations
+    return f"{x['followup_time_to_first_token_s']:.2f} ({100 * x['followup_share_of_first']:.2f} %)"
+
+
 def markdown(result: dict) -> str:
     """The README's table for one run: per preset and frame count, full depth (extrapolated)."""
     from sfllava_mobile import presets
@@ -200,8 +208,8 @@ def markdown(result: dict) -> str:
              f"clip {result['clip']}. int8 peak (one XNNPACK linear at the ViT MLP's shape): "
              + ", ".join(f"{k} {peak[k]['tops']:.3f} TOPS" for k in ("8da4w", "8da8w") if k in peak) + ".", "",
              "| preset | frames | visual tokens | decode video s | vision s (s/frame) | vision TOPS (x peak) "
-             "| prefill s (tok/s) | TTFT s | peak RSS after vision / prefill GB | .pte GB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| prefill s (tok/s) | TTFT s | follow-up TTFT s (share) | peak RSS after vision / prefill GB | .pte GB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in result["presets"].items():
         cfg = presets.get(name)
         vparams = model_summary(cfg)["parameters"]["vision"]
@@ -217,6 +225,7 @@ def markdown(result: dict) -> str:
                 f"| {name} | {frames} | {f['visual_tokens']} | {x['decode_video_s']:.2f} "
                 f"| {x['vision_encoder_s']:.1f} ({x['vision_encoder_s'] / int(frames):.2f}) | {tops:.3f}{share} "
                 f"| {x['prefill_s']:.1f} ({f['visual_tokens'] / x['prefill_s']:.0f}) | {x['time_to_first_token_s']:.1f} "
+                f"| {followup(x)} "
                 f"| {(after.get('vision_encoder', 0) + grow) / 1024:.2f} / {(after.get('prefill', 0) + grow) / 1024:.2f} "
                 f"| {x['artifact_mb'] / 1024:.2f} |")
     return "\n".join(lines)

@@ -95,11 +95,12 @@ def _cmd_plan(a) -> int:
         raise SfllavaError("plan needs exactly one of --preset NAME or --checkpoint DIR")
     cfg = presets.get(a.preset, **overrides) if a.preset else read_config(a.checkpoint, a.vision_tower, **overrides)[0]
     summary = model_summary(cfg)
-    p = plan(cfg, a.frames or cfg.num_frames, a.context, a.text_tokens, a.max_new_tokens, summary=summary)
+    p = plan(cfg, a.frames or cfg.num_frames, a.context, a.text_tokens, a.max_new_tokens, summary=summary,
+             kv_cache=a.kv_cache)
     if device is not None:
         est = device_estimate(p, device, efficiency)
         est["max_frames"] = {"value": max_frames_that_fit(cfg, device, summary, a.context, a.text_tokens,
-                                                          a.max_new_tokens), "estimate": True}
+                                                          a.max_new_tokens, kv_cache=a.kv_cache), "estimate": True}
         p["device_estimate"] = est
     if a.json:
         print(json.dumps(p, indent=2))
@@ -111,7 +112,8 @@ def _cmd_plan(a) -> int:
 
 
 _ET_FLAGS = {"attention": "--attention", "partitioner": "--partitioner", "no_rewrites": "--no-rewrites",
-             "vision_attention_frames": "--vision-attention-frames", "shared_table": "--shared-table"}
+             "vision_attention_frames": "--vision-attention-frames", "shared_table": "--shared-table",
+             "kv_cache": "--kv-cache"}
 _COREML_FLAGS = {"deployment_target": "--deployment-target", "compute_precision": "--compute-precision",
                  "prefill_chunk": "--prefill-chunk"}
 
@@ -283,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int)
     s.add_argument("--device", metavar="NAME",
                    help="estimate fit, time to first token and decode rate on a named phone ('list' shows the table)")
+    s.add_argument("--kv-cache", choices=["fp32", "int8"], default="fp32",
+                   help="the ExecuTorch export's KV cache (export --kv-cache) to count")
     s.add_argument("--efficiency", metavar="FILE",
                    help="host efficiency factors to use instead of sfllava_mobile/data/host_efficiency.json")
     s.add_argument("--json", action="store_true")
@@ -313,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shared-table", action="store_true",
                    help="tied decoders: the embedding reads the 8-bit head's table, stored once in model.ptd "
                         "beside model.pte (with --quant 8da4w-awq-h8)")
+    g.add_argument("--kv-cache", choices=["fp32", "int8"],
+                   help="the decoder's KV cache (default fp32; int8: ExecuTorch's quantized cache, a quarter of the bytes)")
     g = s.add_argument_group("Core ML options")
     g.add_argument("--deployment-target", help="minimum_deployment_target (default iOS18)")
     g.add_argument("--compute-precision", choices=["float16", "float32"], help="default float16")

@@ -11,6 +11,13 @@ from .ops import slowfast_token_counts
 BITS_4BIT_GROUP32 = 4 + 16 / 32  # int4 weights plus one fp16 scale per 32 weights
 RUNTIME_OVERHEAD_BYTES = 300_000_000  # assumed: ExecuTorch runtime, XNNPACK workspace, tokenizer, app + UI
 FP32 = 4
+KV_CACHES = ("fp32", "int8")
+
+
+def kv_bytes_per_position(t, kv_cache: str = "fp32") -> int:
+    """KV-cache bytes per position of the ExecuTorch export: k and v for every layer and KV head."""
+    per_head = {"fp32": FP32 * t.kv_head_dim, "int8": t.kv_head_dim + FP32 + 1}[kv_cache]
+    return 2 * t.num_layers * t.num_kv_heads * per_head
 
 # What the ExecuTorch estimate assumes, printed with it (``plan --device`` and its JSON).
 EXECUTORCH_ASSUMPTIONS = (
@@ -18,7 +25,8 @@ EXECUTORCH_ASSUMPTIONS = (
     "and token embedding, the tied LM head untied into a second 4-bit copy, int8 per-channel vision tower and "
     "projector linears (and any 4-bit linear whose input width is not a multiple of 32), float32 for "
     "convolutions, position tables, norms and biases",
-    "KV cache: float32 (the ExecuTorch export's cache dtype), allocated for every position of the context",
+    "KV cache: the export's --kv-cache (float32 by default; int8: one byte per value plus an fp32 scale and int8 "
+    "zero point per position and head), allocated for every position of the context",
     "working memory: the largest of the vision call (all T frames in one call: MLP activations, or the "
     "fp32 attention scores [T x heads, n, n] held twice, as input and output of the softmax) and the prefill call "
     "(whole prompt in one call: MLP activations), plus the visual rows and the uint8 frames; the methods share "
@@ -110,7 +118,7 @@ def vision_flops(cfg: ModelConfig, num_frames: int, vision_params: int) -> float
 
 
 def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: int, positions: int,
-                       new: int, summary: dict) -> dict:
+                       new: int, summary: dict, kv_cache: str = "fp32") -> dict:
     """Memory and work of the ExecuTorch program (default recipe) for this budget (see ``EXECUTORCH_ASSUMPTIONS``)."""
     t, v = cfg.text, cfg.vision
     gh, gw = v.grid
@@ -133,7 +141,7 @@ def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: i
     visual_rows = visual * t.hidden_size * FP32
     frames = num_frames * 3 * v.image_size[0] * v.image_size[1]
     working = max(vision_call, prefill_call) + visual_rows + frames
-    kv_per_pos = 2 * t.num_layers * t.num_kv_heads * t.kv_head_dim * FP32
+    kv_per_pos = kv_bytes_per_position(t, kv_cache)
     weights = summary["export_weights"]["total"]
     kv = kv_per_pos * positions
     text = summary["parameters"]["text"]
@@ -143,7 +151,7 @@ def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: i
         "estimate": True,
         "weights_bytes": weights,
         "weights_detail": {k: b for k, b in summary["export_weights"].items() if k != "total"},
-        "kv_cache_bytes_fp32": kv, "kv_cache_bytes_per_position_fp32": kv_per_pos,
+        "kv_cache_dtype": kv_cache, "kv_cache_bytes": kv, "kv_cache_bytes_per_position": kv_per_pos,
         "vision_attention_frames": group,
         "working_bytes": {"vision_call": vision_call, "vision_attention": vision_attention, "vision_mlp": vision_mlp,
                           "projector": projector, "prefill_call": prefill_call, "visual_rows": visual_rows,
@@ -159,9 +167,14 @@ def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: i
 
 
 def plan(cfg: ModelConfig, num_frames: int, context: int | None = None, text_tokens: int = 64,
-         max_new_tokens: int | None = None, summary: dict | None = None) -> dict:
+         max_new_tokens: int | None = None, summary: dict | None = None, kv_cache: str = "fp32") -> dict:
     """A JSON-ready budget. ``text_tokens`` is an allowance for template + question (no tokenizer needed).
-    ``summary`` (from :func:`model_summary`) saves rebuilding the model when planning many frame counts."""
+    ``summary`` (from :func:`model_summary`) saves rebuilding the model when planning many frame counts.
+    ``kv_cache``: the ExecuTorch export's cache dtype (``fp32`` or ``int8``)."""
+    from .errors import ConfigError
+
+    if kv_cache not in KV_CACHES:
+        raise ConfigError(f"kv_cache must be one of {KV_CACHES}, got {kv_cache!r}")
     counts = slowfast_token_counts(cfg.slowfast, num_frames, cfg.vision.grid)
     new = max_new_tokens if max_new_tokens is not None else cfg.max_new_tokens
     context = context or cfg.context_length
@@ -188,7 +201,7 @@ def plan(cfg: ModelConfig, num_frames: int, context: int | None = None, text_tok
         "weights_bytes_fp16": params["total"] * 2,
         "weights_bytes_4bit": int(params["total"] * BITS_4BIT_GROUP32 / 8),
         "vision_tflops": vision_flops(cfg, num_frames, params["vision"]) / 1e12,
-        "executorch": _executorch_budget(cfg, num_frames, counts["total"], prompt, positions, new, summary),
+        "executorch": _executorch_budget(cfg, num_frames, counts["total"], prompt, positions, new, summary, kv_cache),
         "inferred_fields": list(cfg.inferred),
         "warnings": warnings,
     }
@@ -227,7 +240,7 @@ def device_estimate(p: dict, device, efficiency) -> dict:
             "usable_bytes": _est(usable, "bytes", source=device.app_usable_memory_gb.source),
             "margin_bytes": _est(usable - need, "bytes"),
             "breakdown_bytes": {"weights": _est(e["weights_bytes"], "bytes"),
-                                "kv_cache_fp32": _est(e["kv_cache_bytes_fp32"], "bytes"),
+                                "kv_cache": _est(e["kv_cache_bytes"], "bytes", dtype=e["kv_cache_dtype"]),
                                 "working": _est(w["peak"], "bytes", largest=largest),
                                 "runtime_overhead": _est(e["runtime_overhead_bytes"], "bytes")},
         },
@@ -238,7 +251,7 @@ def device_estimate(p: dict, device, efficiency) -> dict:
         "time_to_first_token_s": _est(vision_s + linear_s + attention_s, "s", formula="vision + prefill"),
         "decode_tokens_per_second": _est(decode, "tokens/s",
                                          formula="decode efficiency x DRAM peak bandwidth / (4-bit decoder weights + "
-                                                 "fp32 KV cache read per token)"),
+                                                 "KV cache read per token)"),
         "efficiency": efficiency.to_dict(),
         "caveats": [
             "CPU path only (ExecuTorch + XNNPACK, as exported today); the NPU figures are not used.",
@@ -251,13 +264,14 @@ def device_estimate(p: dict, device, efficiency) -> dict:
 
 
 def max_frames_that_fit(cfg: ModelConfig, device, summary: dict | None = None, context: int | None = None,
-                        text_tokens: int = 64, max_new_tokens: int | None = None, limit: int = 2048) -> int:
+                        text_tokens: int = 64, max_new_tokens: int | None = None, limit: int = 2048,
+                        kv_cache: str = "fp32") -> int:
     """Most frames whose ExecuTorch program fits ``device``'s usable memory and the context (0 if none)."""
     summary = summary if summary is not None else model_summary(cfg)
     usable = device.app_usable_memory_gb.value * 1e9
 
     def ok(frames: int) -> bool:
-        q = plan(cfg, frames, context, text_tokens, max_new_tokens, summary=summary)
+        q = plan(cfg, frames, context, text_tokens, max_new_tokens, summary=summary, kv_cache=kv_cache)
         return q["executorch"]["total_bytes"] <= usable and q["positions"] <= q["context"]
 
     if not ok(1):
@@ -290,7 +304,7 @@ def format_plan(p: dict) -> str:
         f"  weights: fp16 {_gb(p['weights_bytes_fp16'])}, 4-bit (group 32, fp16 scales) {_gb(p['weights_bytes_4bit'])}",
         f"  vision encoder: {p['vision_tflops']:.1f} TFLOPs for the clip",
         f"  ExecuTorch program (default recipe) in memory: {_gb(e['total_bytes'])} = weights {_gb(e['weights_bytes'])} "
-        f"+ KV cache (fp32) {_gb(e['kv_cache_bytes_fp32'])} + working {_gb(e['working_bytes']['peak'])} "
+        f"+ KV cache ({e['kv_cache_dtype']}) {_gb(e['kv_cache_bytes'])} + working {_gb(e['working_bytes']['peak'])} "
         f"+ runtime {_gb(e['runtime_overhead_bytes'])} (estimate; `--device NAME` compares it with a phone)",
     ]
     if p["inferred_fields"]:
@@ -328,7 +342,7 @@ def format_device_estimate(est: dict, p: dict) -> str:
         f"NOT measured on the device",
         f"  memory: needs {_gb(need)} of {_gb(usable)} usable -> "
         + (f"fits ({_gb(margin)} to spare)" if m["fits"] else f"does NOT fit (short by {_gb(-margin)})"),
-        f"    weights {_gb(e['weights_bytes'])} + KV cache fp32 {_gb(e['kv_cache_bytes_fp32'])} "
+        f"    weights {_gb(e['weights_bytes'])} + KV cache {e['kv_cache_dtype']} {_gb(e['kv_cache_bytes'])} "
         f"({p['positions']} positions) + working {_gb(w['peak'])} ({largest}) "
         f"+ runtime {_gb(e['runtime_overhead_bytes'])}",
         f"    usable memory: {f['app_usable_memory_gb']['value']:g} GB of {f['ram_gb']['value']:g} GB RAM "

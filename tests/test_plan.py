@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sfllava_mobile import presets
+from sfllava_mobile import ConfigError, presets
 from sfllava_mobile.cli import main
 from sfllava_mobile.devices import EFFICIENCY_FILE, get_device, load_efficiency
 from sfllava_mobile.plan import (device_estimate, export_weight_bytes, format_device_estimate, format_plan,
@@ -73,9 +73,9 @@ def test_decode_bytes_per_token_follow_the_readme_floor(summaries):
     # of which 868 MB are 4-bit weights (tied: the head doubles as the table, which is not read).
     p = _plan("sf-llava-1.5-1b", 32, summaries)
     e = p["executorch"]
-    weights = e["decode_bytes_per_token"] - e["kv_cache_bytes_per_position_fp32"] * (p["prompt_tokens"] + 64)
+    weights = e["decode_bytes_per_token"] - e["kv_cache_bytes_per_position"] * (p["prompt_tokens"] + 64)
     assert abs(weights - 868.3e6) < 0.01 * 868.3e6
-    assert e["kv_cache_bytes_fp32"] == 2 * p["kv_cache_bytes_fp16"]  # the export's cache is float32
+    assert e["kv_cache_bytes"] == 2 * p["kv_cache_bytes_fp16"] and e["kv_cache_dtype"] == "fp32"  # the default cache
 
 
 def test_fit_verdicts(summaries):
@@ -161,3 +161,13 @@ def test_plan_device_cli_json_and_efficiency_file(tmp_path, capsys):
     assert main(["-q", "plan", "--preset", "sf-llava-1.5-1b", "--frames", "32", "--device", "iphone-16-pro"]) == 0
     out = capsys.readouterr().out
     assert "ESTIMATE for iPhone 16 Pro" in out and "fits" in out and "tokens/s" in out
+
+
+def test_int8_kv_cache_counts_a_byte_per_value_plus_scales(summaries):
+    # 1B preset (28 layers, 2 KV heads of 128): fp32 4 x 128 bytes per head and position; int8 128 + 4 + 1.
+    cfg = presets.get("sf-llava-1.5-1b")
+    f, q = (plan(cfg, 128, summary=summaries["sf-llava-1.5-1b"], kv_cache=k)["executorch"] for k in ("fp32", "int8"))
+    assert f["kv_cache_bytes_per_position"] == 2 * 28 * 2 * 512 and q["kv_cache_bytes_per_position"] == 2 * 28 * 2 * 133
+    assert f["total_bytes"] - q["total_bytes"] == f["kv_cache_bytes"] - q["kv_cache_bytes"] > 0
+    with pytest.raises(ConfigError, match="kv_cache"):
+        plan(cfg, 8, kv_cache="fp16")

@@ -34,19 +34,20 @@ PTE_NAME = "model.pte"
 ENGINE = PteDriver.engine
 
 
-def _attention(kind: str):
+def _attention(kind: str, kv_cache: str = "fp32"):
     if kind == "custom":
-        from .executorch_attention import CustomSdpaAttention
+        from .executorch_attention import CustomSdpaAttention, Int8CacheAttention
 
-        return CustomSdpaAttention
+        return Int8CacheAttention if kv_cache == "int8" else CustomSdpaAttention
     return GenericCacheAttention
 
 
 def prepare_programs(model, frames: int, max_context: int, attention: str, rewrites: bool,
-                     copy_weights: bool = True, vision_attention_frames: int | None = None) -> Programs:
+                     copy_weights: bool = True, vision_attention_frames: int | None = None,
+                     kv_cache: str = "fp32") -> Programs:
     """The eager programs exactly as they will be exported (before quantization); ``verify``
     rebuilds the eager twin through this same function."""
-    progs = build_programs(model, frames, max_context, _attention(attention), copy_weights=copy_weights)
+    progs = build_programs(model, frames, max_context, _attention(attention, kv_cache), copy_weights=copy_weights)
     if rewrites:
         n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
         group = attention_frames(vision_attention_frames, model.config.vision, frames)
@@ -110,7 +111,8 @@ def build(ctx: BuildContext) -> Built:
         shared_table.check_tied(model.config)
     with stage("prepare", t, p):
         progs = prepare_programs(model, r.frames, r.max_context_len, opts.attention, opts.rewrites,
-                                 copy_weights=not ctx.inplace, vision_attention_frames=opts.vision_attention_frames)
+                                 copy_weights=not ctx.inplace, vision_attention_frames=opts.vision_attention_frames,
+                                 kv_cache=opts.kv_cache)
     if ctx.inplace:
         release_small_tensors(model)
     with stage("quantize", t, p):
@@ -180,7 +182,8 @@ def eager_twin(model, manifest: Manifest, bundle: Path | None = None) -> Program
     opts = manifest.export.options
     progs = prepare_programs(model, manifest.video.frames, manifest.context.max_context_len,
                              opts.get("attention", "custom"), opts.get("rewrites", True), copy_weights=False,
-                             vision_attention_frames=opts.get("vision_attention_frames"))
+                             vision_attention_frames=opts.get("vision_attention_frames"),
+                             kv_cache=opts.get("kv_cache", "fp32"))
     release_small_tensors(model)
     recipe = recipes.get(manifest.quantization.recipe, "executorch")
     scales = None
