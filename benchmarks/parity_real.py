@@ -31,28 +31,33 @@ def _summary(rep: dict) -> dict:
     out["failures"] = {f"{sec}.{k}": v["failures"] for sec in ("vs_eager_recipe", "vs_float") if sec in rep
                        for k, v in rep[sec].items() if v["failures"]}
     out["runner_tokens_equal"] = rep["checks"]["runner"]["text_equal"]
+    if "runner_conversation" in rep["checks"]:
+        out["runner_conversation_equal"] = rep["checks"]["runner_conversation"]["text_equal"]
     out["pass"] = rep["pass"]
     return out
 
 
-def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, break_scale: float) -> dict:
+def run(work: Path, quant: str, teacher_tokens: int, cases: int, steps: int, break_scale: float,
+        kv_cache: str = "fp32") -> dict:
     import torch
 
     from sfllava_mobile import load
-    from sfllava_mobile.export.config import ExportConfig
+    from sfllava_mobile.export.config import ExecuTorchOptions, ExportConfig
     from sfllava_mobile.export import export
     from sfllava_mobile.export.parity import verify_bundle
 
     ckpt = make_smollm2_checkpoint(work / "smollm2-ckpt")
     model = load(ckpt)
     t0 = time.perf_counter()
-    bundle = work / f"smollm2-{quant}"
-    cfg = ExportConfig(quant=quant, overwrite=True, max_new_tokens=max(128, teacher_tokens + 16))  # room for the text
+    bundle = work / f"smollm2-{quant}-kv{kv_cache}"
+    cfg = ExportConfig(quant=quant, overwrite=True, max_new_tokens=max(128, teacher_tokens + 16),  # room for the text
+                       options=ExecuTorchOptions(kv_cache=kv_cache))
     result = export(model, bundle, cfg, source=ckpt)
     export_s = time.perf_counter() - t0
     good = verify_bundle(bundle, model=model, eager_programs=result.programs, cases=cases, steps=steps,
                          teacher_tokens=teacher_tokens)
     out = {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized) + tiny random ViT", "recipe": quant,
+           "kv_cache": kv_cache,
            "teacher_tokens": teacher_tokens, "cases": cases, "steps": steps, "export_s": round(export_s, 1),
            "pte_mb": round(result.manifest.size.total_bytes / 1e6, 1), "correct_export": _summary(good)}
     if break_scale:
@@ -81,12 +86,13 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=2)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--break-scale", type=float, default=1.1)
+    ap.add_argument("--kv-cache", default="fp32", choices=["fp32", "int8"])
     ap.add_argument("--workdir", default="/tmp/sfllava-real")
     ap.add_argument("--out")
     a = ap.parse_args()
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    res = run(work, a.quant, a.teacher_tokens, a.cases, a.steps, a.break_scale)
+    res = run(work, a.quant, a.teacher_tokens, a.cases, a.steps, a.break_scale, a.kv_cache)
     print(json.dumps(res, indent=1))
     if a.out:
         with open(a.out, "a") as f:

@@ -149,7 +149,7 @@ def _cmd_export(a) -> int:
     from .export.parity import format_report, verify_bundle
     from .log import stage
 
-    cfg = ExportConfig(backend=a.backend, quant=a.quant, frames=a.frames,
+    cfg = ExportConfig(backend=a.backend, quant=a.quant, frames=a.frames, turns=a.turns,
                        max_seq_len=a.max_seq_len, max_context_len=a.max_context_len, overwrite=a.overwrite,
                        verify=not a.no_verify, options=_backend_options(a))
     overrides = _overrides(a.set)
@@ -306,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=int, help="frames per clip baked into the program (default: the model's)")
     s.add_argument("--max-seq-len", type=int)
     s.add_argument("--max-context-len", type=int)
+    s.add_argument("--turns", type=int, default=4,
+                   help="questions about one clip the default context holds, each with a whole answer (default 4)")
     g = s.add_argument_group("ExecuTorch options")
     g.add_argument("--attention", choices=["custom", "generic"], help="KV-cache attention (default custom)")
     g.add_argument("--partitioner", choices=["single", "two_pass_per_op"],

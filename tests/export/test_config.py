@@ -52,6 +52,20 @@ def test_decoder_call_length_stays_below_the_cache():
     assert r.max_seq_len == 299 and r.max_context_len == 300
 
 
+def test_default_context_holds_the_conversation_turns():
+    import dataclasses
+
+    tiny = preset("tiny")
+    cfg = dataclasses.replace(tiny, text=dataclasses.replace(tiny.text, max_position_embeddings=4096))
+    n = resolve(ExportConfig(turns=1), cfg).visual_tokens
+    assert resolve(ExportConfig(turns=1), cfg).max_context_len == n + 256 + 128
+    assert resolve(ExportConfig(), cfg).max_context_len == n + 256 + 128 + 3 * (128 + 64)
+    short = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, max_position_embeddings=n + 500))
+    assert resolve(ExportConfig(), short).max_context_len == n + 500  # capped at the decoder's positions
+    with pytest.raises(ConfigError, match="turns"):
+        ExportConfig(turns=0)
+
+
 def test_cli_refuses_the_other_backends_flags(tiny15_dir, tmp_path, capsys):
     code = main(["-q", "export", "--checkpoint", str(tiny15_dir), "--backend", "coreml", "--attention", "generic",
                  "--out", str(tmp_path / "o")])

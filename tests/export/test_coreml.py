@@ -68,11 +68,20 @@ def _weight_bin(bundle, package):
 
 
 def _largest_blob_span(data: bytes) -> tuple[int, int]:
-    """(start, end) of the bytes between the two blob headers farthest apart: weight data only
-    (each blob of weight.bin starts with a 64-byte header holding the 0xDEADBEEF sentinel)."""
-    marks = [i for i in range(0, len(data) - 3, 64) if data[i:i + 4] == b"\xef\xbe\xad\xde"] + [len(data)]
-    start, end = max(zip(marks, marks[1:]), key=lambda p: p[1] - p[0])
-    return start + 64, end
+    """(start, end) of the largest compressed (not fp16/fp32) blob's data in weight.bin: each blob
+    starts with a 64-byte header (0xDEADBEEF sentinel, storage dtype, data size). Float blobs are
+    skipped: the RoPE tables grow with the context and can outsize a tiny model's weights, and their
+    far rows are never read by a short parity run."""
+    import struct
+
+    blobs = []
+    for i in range(0, len(data) - 3, 64):
+        if data[i:i + 4] == b"\xef\xbe\xad\xde":
+            _, dtype, size = struct.unpack_from("<IIQ", data, i)
+            if dtype not in (1, 2):  # 1: float16, 2: float32
+                blobs.append((size, i + 64))
+    size, start = max(blobs)
+    return start, start + size
 
 
 @pytest.mark.parametrize("package,component", [("text_decoder.mlpackage", "text_decoder"),
