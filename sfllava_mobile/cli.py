@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int)
     s.add_argument("--device", metavar="NAME",
                    help="estimate fit, time to first token and decode rate on a named phone ('list' shows the table)")
-    s.add_argument("--kv-cache", choices=["fp32", "int8"], default="fp32",
+    s.add_argument("--kv-cache", choices=["fp32", "fp16", "int8"], default="fp32",
                    help="the ExecuTorch export's KV cache (export --kv-cache) to count")
     s.add_argument("--efficiency", metavar="FILE",
                    help="host efficiency factors to use instead of sfllava_mobile/data/host_efficiency.json")
@@ -319,8 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shared-table", action="store_true",
                    help="tied decoders: the embedding reads the 8-bit head's table, stored once in model.ptd "
                         "beside model.pte (with --quant 8da4w-awq-h8)")
-    g.add_argument("--kv-cache", choices=["fp32", "int8"],
-                   help="the decoder's KV cache (default fp32; int8: ExecuTorch's quantized cache, a quarter of the bytes)")
+    g.add_argument("--kv-cache", choices=["fp32", "fp16", "int8"],
+                   help="the decoder's KV cache (default fp32; fp16: half the bytes, SDPA in fp16; int8: ExecuTorch's "
+                        "quantized cache and SDPA, a quarter of the bytes)")
     g = s.add_argument_group("Core ML options")
     g.add_argument("--deployment-target", help="minimum_deployment_target (default iOS18)")
     g.add_argument("--compute-precision", choices=["float16", "float32"], help="default float16")

@@ -11,12 +11,12 @@ from .ops import slowfast_token_counts
 BITS_4BIT_GROUP32 = 4 + 16 / 32  # int4 weights plus one fp16 scale per 32 weights
 RUNTIME_OVERHEAD_BYTES = 300_000_000  # assumed: ExecuTorch runtime, XNNPACK workspace, tokenizer, app + UI
 FP32 = 4
-KV_CACHES = ("fp32", "int8")
+KV_CACHES = ("fp32", "fp16", "int8")
 
 
 def kv_bytes_per_position(t, kv_cache: str = "fp32") -> int:
     """KV-cache bytes per position of the ExecuTorch export: k and v for every layer and KV head."""
-    per_head = {"fp32": FP32 * t.kv_head_dim, "int8": t.kv_head_dim + FP32 + 1}[kv_cache]
+    per_head = {"fp32": FP32 * t.kv_head_dim, "fp16": 2 * t.kv_head_dim, "int8": t.kv_head_dim + FP32 + 1}[kv_cache]
     return 2 * t.num_layers * t.num_kv_heads * per_head
 
 # What the ExecuTorch estimate assumes, printed with it (``plan --device`` and its JSON).
@@ -25,8 +25,8 @@ EXECUTORCH_ASSUMPTIONS = (
     "and token embedding, the tied LM head untied into a second 4-bit copy, int8 per-channel vision tower and "
     "projector linears (and any 4-bit linear whose input width is not a multiple of 32), float32 for "
     "convolutions, position tables, norms and biases",
-    "KV cache: the export's --kv-cache (float32 by default; int8: one byte per value plus an fp32 scale and int8 "
-    "zero point per position and head), allocated for every position of the context",
+    "KV cache: the export's --kv-cache (float32 by default; fp16: two bytes per value; int8: one byte per value "
+    "plus an fp32 scale and int8 zero point per position and head), allocated for every position of the context",
     "working memory: the largest of the vision call (all T frames in one call: MLP activations, or the "
     "fp32 attention scores [T x heads, n, n] held twice, as input and output of the softmax) and the prefill call "
     "(whole prompt in one call: MLP activations), plus the visual rows and the uint8 frames; the methods share "

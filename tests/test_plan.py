@@ -169,5 +169,7 @@ def test_int8_kv_cache_counts_a_byte_per_value_plus_scales(summaries):
     f, q = (plan(cfg, 128, summary=summaries["sf-llava-1.5-1b"], kv_cache=k)["executorch"] for k in ("fp32", "int8"))
     assert f["kv_cache_bytes_per_position"] == 2 * 28 * 2 * 512 and q["kv_cache_bytes_per_position"] == 2 * 28 * 2 * 133
     assert f["total_bytes"] - q["total_bytes"] == f["kv_cache_bytes"] - q["kv_cache_bytes"] > 0
+    h = plan(cfg, 128, summary=summaries["sf-llava-1.5-1b"], kv_cache="fp16")["executorch"]
+    assert 2 * h["kv_cache_bytes"] == f["kv_cache_bytes"]
     with pytest.raises(ConfigError, match="kv_cache"):
-        plan(cfg, 8, kv_cache="fp16")
+        plan(cfg, 8, kv_cache="bf16")

@@ -12,7 +12,7 @@ from ..quantize import recipes
 
 ATTENTIONS = ("custom", "generic")
 PARTITIONERS = ("single", "two_pass_per_op")
-KV_CACHES = ("fp32", "int8")
+KV_CACHES = ("fp32", "fp16", "int8")
 COREML_TARGETS = ("iOS18", "iOS26")
 COREML_PRECISIONS = ("float16", "float32")
 
@@ -29,8 +29,9 @@ class ExecuTorchOptions:
     tied decoder, ``token_embedding`` reads the LM head's int8 table (stored once, in ``model.ptd``
     beside ``model.pte``; the runner loads both) instead of a second 4-bit copy; needs a recipe
     whose head is 8-bit per channel (``8da4w-awq-h8``). ``kv_cache``: the decoder's KV cache dtype,
-    ``fp32`` or ``int8`` (ExecuTorch's quantized cache and SDPA: a quarter of the bytes plus a scale
-    and zero point per position and head; needs ``attention="custom"``)."""
+    ``fp32``, ``fp16`` (SDPA in float16: half the bytes) or ``int8`` (ExecuTorch's quantized cache and
+    SDPA: a quarter of the bytes plus a scale and zero point per position and head); the last two need
+    ``attention="custom"``."""
 
     attention: str = "custom"
     partitioner: str = "single"
@@ -42,8 +43,8 @@ class ExecuTorchOptions:
     def __post_init__(self) -> None:
         if self.kv_cache not in KV_CACHES:
             raise ConfigError(f"kv_cache must be one of {KV_CACHES}, got {self.kv_cache!r}")
-        if self.kv_cache == "int8" and self.attention != "custom":
-            raise ConfigError("an int8 KV cache needs ExecuTorch's quantized SDPA: use --attention custom")
+        if self.kv_cache != "fp32" and self.attention != "custom":
+            raise ConfigError(f"a {self.kv_cache} KV cache needs ExecuTorch's custom SDPA: use --attention custom")
         if self.attention not in ATTENTIONS:
             raise ConfigError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.partitioner not in PARTITIONERS:

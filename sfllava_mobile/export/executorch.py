@@ -36,9 +36,9 @@ ENGINE = PteDriver.engine
 
 def _attention(kind: str, kv_cache: str = "fp32"):
     if kind == "custom":
-        from .executorch_attention import CustomSdpaAttention, Int8CacheAttention
+        from .executorch_attention import CustomSdpaAttention, Fp16CacheAttention, Int8CacheAttention
 
-        return Int8CacheAttention if kv_cache == "int8" else CustomSdpaAttention
+        return {"int8": Int8CacheAttention, "fp16": Fp16CacheAttention}.get(kv_cache, CustomSdpaAttention)
     return GenericCacheAttention
 
 

@@ -5,7 +5,7 @@
 without repeating heads). :class:`Int8CacheAttention` keeps the cache in int8 with one scale and
 zero point per position and head (ExecuTorch's quantized KV cache: ``quantize_per_token`` then
 ``llama::custom_quantized_sdpa``, which also quantizes q per token): a quarter of the float32
-cache's bytes plus 5 bytes per position and head. Importing ``custom_ops`` registers both the
+cache's bytes plus 5 bytes per position and head; :class:`Fp16CacheAttention` keeps it in float16. Importing ``custom_ops`` registers both the
 export-time ops and the runtime kernels of the pip wheel; it must happen before export and before
 loading a program.
 """
@@ -38,6 +38,32 @@ class CustomSdpaAttention(nn.Module):
         torch.ops.llama.update_cache(v, self.v_cache, start)
         out = torch.ops.llama.custom_sdpa(q, self.k_cache, self.v_cache, start, None, 0.0, True)
         return out.reshape(1, s, self.n_heads * self.head_dim)
+
+    def reset(self) -> None:
+        self.k_cache.zero_()
+        self.v_cache.zero_()
+
+
+class Fp16CacheAttention(nn.Module):
+    """The KV cache in float16: q, k and v go to float16 and ``custom_sdpa`` runs in float16 (its
+    kernel takes one dtype for q and the cache; mixing them is silently wrong), the output back to
+    the decoder's dtype. Half the float32 cache's bytes."""
+
+    fixed_dtype_buffers = ("k_cache", "v_cache")  # not upcast with the rest of the program
+
+    def __init__(self, n_heads: int, n_kv: int, head_dim: int, max_context: int, dtype: torch.dtype):
+        super().__init__()
+        register_ops()
+        self.n_heads, self.head_dim = n_heads, head_dim
+        self.register_buffer("k_cache", torch.zeros(1, max_context, n_kv, head_dim, dtype=torch.float16))
+        self.register_buffer("v_cache", torch.zeros(1, max_context, n_kv, head_dim, dtype=torch.float16))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+        s = q.shape[1]
+        torch.ops.llama.update_cache(k.to(torch.float16), self.k_cache, start)
+        torch.ops.llama.update_cache(v.to(torch.float16), self.v_cache, start)
+        out = torch.ops.llama.custom_sdpa(q.to(torch.float16), self.k_cache, self.v_cache, start, None, 0.0, True)
+        return out.reshape(1, s, self.n_heads * self.head_dim).to(q.dtype)
 
     def reset(self) -> None:
         self.k_cache.zero_()

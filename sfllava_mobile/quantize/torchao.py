@@ -110,7 +110,8 @@ def quantize_module(module: nn.Module, scheme: Scheme | None, component: str, ki
 def upcast(module: nn.Module, dtype: torch.dtype = torch.float32, max_numel: int | None = None) -> None:
     """Plain floating parameters and buffers of ``module`` to ``dtype``, in place, one tensor at a
     time (only those of at most ``max_numel`` elements, if given); quantized tensor subclasses are
-    left as they are."""
+    left as they are, and so are the buffers a module names in ``fixed_dtype_buffers`` (a float16
+    KV cache: its dtype is the module's contract)."""
     def wanted(t: torch.Tensor) -> bool:
         return t.is_floating_point() and t.dtype != dtype and (max_numel is None or t.numel() <= max_numel)
 
@@ -118,8 +119,9 @@ def upcast(module: nn.Module, dtype: torch.dtype = torch.float32, max_numel: int
         for name, p in list(sub.named_parameters(recurse=False)):
             if type(p.data) is torch.Tensor and wanted(p):
                 setattr(sub, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
+        fixed = getattr(sub, "fixed_dtype_buffers", ())
         for name, b in list(sub.named_buffers(recurse=False)):
-            if type(b) is torch.Tensor and wanted(b):
+            if type(b) is torch.Tensor and wanted(b) and name not in fixed:
                 persistent = name not in sub._non_persistent_buffers_set
                 sub.register_buffer(name, b.to(dtype), persistent=persistent)
 
