@@ -31,9 +31,12 @@ def test_bench_all_engines_json_and_plot(exported_bundle, clip_path, tmp_path, c
     assert r["artifact_vs_eager"]["decode_tokens_per_second"] > 0
     # Memory per stage, in stage order; a high-water mark never falls and ends at the engine's peak.
     after = r["engines"]["pte"]["peak_rss_after_mb"]
-    assert list(after) == ["decode_video", "load", "preprocess", "vision_encoder", "prefill", "decode"]
+    assert list(after) == ["decode_video", "load", "preprocess", "vision_encoder", "prefill", "decode", "followup"]
     assert list(after.values()) == sorted(after.values())
-    assert after["decode"] == pytest.approx(r["engines"]["pte"]["peak_rss_mb"], abs=0.1)  # stages kept to 0.1 MB
+    assert after["followup"] == pytest.approx(r["engines"]["pte"]["peak_rss_mb"], abs=0.1)  # stages kept to 0.1 MB
+    for name in ("pte", "runner", "eager"):  # a follow-up prefills only its own turn
+        e = r["engines"][name]
+        assert 0 < e["followup_prompt_tokens"] < 64 and e["followup_time_to_first_token_s"] < e["time_to_first_token_s"]
     assert_valid_bench(r)
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["-q", "bench", str(bundle), "--video", str(tmp_path / "none.mp4")]) == 2

@@ -43,6 +43,7 @@ log = logging.getLogger("sfllava_mobile")
 # A reference decoder up to this many parameters runs in float32; above it, in the checkpoint's
 # 16-bit dtype (a 7B decoder is 27 GB in float32). Vision tower and projector are always float32.
 REFERENCE_FP32_MAX_PARAMS = 2_000_000_000
+FOLLOWUP_ROW_SLACK = 2.5  # a follow-up's one-row rel bound over the decoder's many-row bound
 _QUESTIONS = ["What is moving in the video?", "Describe the colors and the motion.", "Where does the square go?",
               "How many objects appear, and what do they do?"]
 
@@ -195,13 +196,16 @@ def compare(test: list[Trace], base: list[Trace], teacher: list[int], bounds: di
     out = {"vision_encoder": vis, "token_embedding": emb, "text_decoder": dec, "greedy": gre}
     if all(t.followup_rows is not None for t in test + base):
         # The second question of a conversation, after the same first answer: its greedy tokens and
-        # the logits that chose its first token, bounded like greedy and the decoder's rel/cosine
-        # (one row is too few positions for a KL bound) unless the backend names its own.
+        # the logits that chose its first token, bounded like greedy and the decoder's cosine and rel
+        # (rel widened: one row varies more than hundreds; no KL on one position) unless the backend
+        # names its own. Real weights (SmolLM2, int8 cache): one-row rel 0.115 vs the decoder's 0.051.
         out["followup"] = merge([{**greedy_stats(t.followup_tokens, t.followup_rows, b.followup_tokens,
                                                  b.followup_rows, vocab_limit),
                                   **tensor_stats(t.followup_rows[:1], b.followup_rows[:1])}
                                  for t, b in zip(test, base, strict=True)])
-        row = {k: v for k, v in bounds.get("text_decoder", {}).items() if k in ("rel", "cosine")}
+        dec = bounds.get("text_decoder", {})
+        row = {**({"cosine": dec["cosine"]} if "cosine" in dec else {}),
+               **({"rel": FOLLOWUP_ROW_SLACK * dec["rel"]} if "rel" in dec else {})}
         bounds = {**bounds, "followup": bounds.get("followup", {**bounds.get("greedy", {}), **row})}
     return {k: _check(v, bounds.get(k, {})) for k, v in out.items()}
 
