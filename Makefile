@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(CLI) -q export --checkpoint $(DEMO)/tiny-ckpt --backend executorch --quant 8da4w --out $(DEMO)/bundle-8da4w
 	$(CLI) -q verify $(DEMO)/bundle-8da4w --cases 2 --steps 8 > $(DEMO)/verify.txt
 	$(CLI) -q bench $(DEMO)/bundle-8da4w --video $(DEMO)/clip.mp4 --steps 32 --plot $(DEMO)/bench.png --json > $(DEMO)/bench.json
+	$(CLI) -q chat --bundle $(DEMO)/bundle-8da4w --video $(DEMO)/clip.mp4 --question "What moves?" --question "What colour is it?" --json > $(DEMO)/chat.json
 	$(CLI) -q export --checkpoint $(DEMO)/tiny-ckpt --backend coreml --quant int4 --out $(DEMO)/bundle-coreml-int4
 	$(CLI) -q verify $(DEMO)/bundle-coreml-int4 --cases 2 --steps 8 > $(DEMO)/verify-coreml.txt
 	$(CLI) plan --preset sf-llava-1.5-1b --frames 128

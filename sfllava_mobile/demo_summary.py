@@ -31,6 +31,15 @@ def main(folder: str) -> int:
     print(f"speed (eager)   prefill {eager['prefill_tokens_per_second']:.0f} tok/s, decode "
           f"{eager['decode_tokens_per_second']:.0f} tok/s, TTFT {eager['time_to_first_token_s'] * 1000:.1f} ms")
     print(f"chart           {d / 'bench.png'}")
+    if (d / "chat.json").is_file():
+        chat = json.loads((d / "chat.json").read_text())
+        t1, t2 = chat["turns"][:2]
+        clip_ms = 1000 * (chat["clip"]["vision_s"] + chat["clip"]["clip_prefill_s"])
+        print(f"conversation    2 questions about one clip: the clip encoded and prefilled once "
+              f"({chat['clip']['clip_positions']} positions, {clip_ms:.1f} ms); first answer's TTFT "
+              f"{clip_ms + 1000 * t1['timings']['time_to_first_token_s']:.1f} ms, the follow-up's "
+              f"{1000 * t2['timings']['time_to_first_token_s']:.1f} ms ({t2['turn_tokens']} turn tokens); "
+              f"{chat['position']} of {chat['max_context_len']} positions used; details in {d / 'chat.json'}")
     cm_ok = True
     if (d / "bundle-coreml-int4").is_dir():
         c = read_manifest(d / "bundle-coreml-int4")
