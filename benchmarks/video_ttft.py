@@ -90,14 +90,16 @@ def depth_overrides(preset: str, depth: int) -> dict:
 
 
 def run_point(preset: str, depth: int, frames: int, clip: Path, work: Path, limit_gb: float,
-              recipe: str = "8da4w", attention_frames: int | None = None) -> dict:
+              recipe: str = "8da4w", attention_frames: int | None = None, extra_flags: tuple[str, ...] = ()) -> dict:
     """Export at ``depth`` blocks and ``frames`` frames, bench it; the bench JSON's pte engine plus export cost.
-    ``attention_frames``: the export's ``--vision-attention-frames`` (None: its default)."""
+    ``attention_frames``: the export's ``--vision-attention-frames`` (None: its default); ``extra_flags``:
+    more export flags (``--kv-cache int8``, ``--vision-frames 16``), part of the bundle's name."""
     ckpt = write_random_checkpoint(preset, LAYOUT.get(preset, "ours"), depth_overrides(preset, depth),
                                    work / f"ckpt-{preset}-L{depth}")
-    tag = f"{recipe}-a{'auto' if attention_frames is None else attention_frames}"
+    tag = f"{recipe}-a{'auto' if attention_frames is None else attention_frames}" + "".join(
+        f"-{f.strip('-')}" for f in extra_flags)
     bundle = work / f"bundle-{preset}-L{depth}-T{frames}-{tag}"
-    extra = [] if attention_frames is None else ["--vision-attention-frames", str(attention_frames)]
+    extra = ([] if attention_frames is None else ["--vision-attention-frames", str(attention_frames)]) + list(extra_flags)
     export = {"skipped": True}
     elog = bundle.parent / (bundle.name + ".export.log")
     if not (bundle / "manifest.json").is_file():
@@ -114,6 +116,7 @@ def run_point(preset: str, depth: int, frames: int, clip: Path, work: Path, limi
     text = log.read_text()
     report = json.loads(text[text.rindex('{\n  "bench_version"'):])  # the log also holds native stderr
     return {"depth": depth, "frames": frames, "recipe": recipe, "vision_attention_frames": attention_frames,
+            "export_flags": list(extra_flags),
             "visual_tokens": report["visual_tokens"],
             "artifact_bytes": report["artifact_bytes"], "export": export, "pte": report["engines"]["pte"]}
 
@@ -241,6 +244,7 @@ def main() -> None:
                     help="export recipe (8da4w: 8da4w-awq's kernels and bytes without its calibration pass; "
                          "8da4w-v8: those of the default 8da4w-awq-v8, an 8-bit encoder)")
     ap.add_argument("--vision-attention-frames", type=int, help="the export option (default: its auto setting)")
+    ap.add_argument("--export-flags", default="", help="more export flags, e.g. '--kv-cache int8 --vision-frames 16'")
     ap.add_argument("--clip-size", default="360x640", help="synthetic clip HxW (what a phone camera roll holds, scaled)")
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "sfllava-mobile" / "video_ttft"))
     ap.add_argument("--limit-gb", type=float, default=21.0)
@@ -270,7 +274,8 @@ def main() -> None:
     if not clip.is_file():
         write_clip(clip, num_frames=300, size=(h, w), fps=30)  # 10 s at 30 fps
     result = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "clip": f"{h}x{w}, 300 frames",
-              "recipe": a.recipe, "vision_attention_frames": a.vision_attention_frames, "presets": {}}
+              "recipe": a.recipe, "vision_attention_frames": a.vision_attention_frames,
+              "export_flags": a.export_flags, "presets": {}}
     if not a.no_peak:
         cfg = presets.get(presets_[0]).vision
         rows = 4 * (cfg.image_size[0] // cfg.patch_size) * (cfg.image_size[1] // cfg.patch_size)
@@ -294,7 +299,7 @@ def main() -> None:
             for d in depths:
                 t0 = time.perf_counter()
                 points.append(run_point(preset, d, frames, clip, work, a.limit_gb, a.recipe,
-                                        a.vision_attention_frames))
+                                        a.vision_attention_frames, tuple(a.export_flags.split())))
                 print(f"{preset} T={frames} L={d}: " + json.dumps({k: points[-1]["pte"].get(k) for k in STAGES + (
                     "peak_rss_after_mb",)}) + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
             entry["frames"][str(frames)] = {"visual_tokens": points[0]["visual_tokens"], "measured": points}

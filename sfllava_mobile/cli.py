@@ -113,7 +113,7 @@ def _cmd_plan(a) -> int:
 
 _ET_FLAGS = {"attention": "--attention", "partitioner": "--partitioner", "no_rewrites": "--no-rewrites",
              "vision_attention_frames": "--vision-attention-frames", "shared_table": "--shared-table",
-             "kv_cache": "--kv-cache"}
+             "kv_cache": "--kv-cache", "vision_frames": "--vision-frames"}
 _COREML_FLAGS = {"deployment_target": "--deployment-target", "compute_precision": "--compute-precision",
                  "prefill_chunk": "--prefill-chunk"}
 
@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shared-table", action="store_true",
                    help="tied decoders: the embedding reads the 8-bit head's table, stored once in model.ptd "
                         "beside model.pte (with --quant 8da4w-awq-h8)")
+    g.add_argument("--vision-frames", type=int,
+                   help="frames the vision tower encodes per pass (default 0: all at once); bounds the encoder's "
+                        "activations on long clips")
     g.add_argument("--kv-cache", choices=["fp32", "fp16", "int8"],
                    help="the decoder's KV cache (default fp32; fp16: half the bytes, SDPA in fp16; int8: ExecuTorch's "
                         "quantized cache and SDPA, a quarter of the bytes)")

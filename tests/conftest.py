@@ -120,9 +120,9 @@ def assert_bundle_matches_schema(folder: Path) -> None:
 def _options() -> dict:
     from sfllava_mobile.export.config import ExecuTorchOptions
 
-    # The shared tiny 8da4w bundle attends one frame at a time in its ViT (8 groups: a tree of cats),
-    # so every test that uses it also covers the grouped encoder.
-    return {("ours", "8da4w", "executorch"): ExecuTorchOptions(vision_attention_frames=1)}
+    # The shared tiny 8da4w bundle encodes its 8 frames in passes of 3 (3, 3, 2) and attends one frame
+    # at a time within a pass, so every test that uses it also covers the grouped encoder.
+    return {("ours", "8da4w", "executorch"): ExecuTorchOptions(vision_attention_frames=1, vision_frames=3)}
 
 
 OPTIONS = _options()

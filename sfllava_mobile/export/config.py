@@ -31,7 +31,11 @@ class ExecuTorchOptions:
     whose head is 8-bit per channel (``8da4w-awq-h8``). ``kv_cache``: the decoder's KV cache dtype,
     ``fp32``, ``fp16`` (SDPA in float16: half the bytes) or ``int8`` (ExecuTorch's quantized cache and
     SDPA: a quarter of the bytes plus a scale and zero point per position and head); the last two need
-    ``attention="custom"``."""
+    ``attention="custom"``. ``vision_frames``: frames the vision tower encodes in one pass (its whole
+    blocks, normalization included; the per-frame features are kept for the pooling), which bounds the
+    encoder's activations on long clips; ``0``: every frame in one pass. Each pass is unrolled in the
+    graph with the same weights: phone runtimes share their packed weights (XNNPACK's weight cache,
+    on in ExecuTorch's Android and iOS builds), the pip runtime here packs them once per pass."""
 
     attention: str = "custom"
     partitioner: str = "single"
@@ -39,8 +43,11 @@ class ExecuTorchOptions:
     vision_attention_frames: int | None = None
     shared_table: bool = False
     kv_cache: str = "fp32"
+    vision_frames: int = 0
 
     def __post_init__(self) -> None:
+        if self.vision_frames < 0:
+            raise ConfigError(f"vision_frames must be >= 0 (0: every frame in one pass), got {self.vision_frames}")
         if self.kv_cache not in KV_CACHES:
             raise ConfigError(f"kv_cache must be one of {KV_CACHES}, got {self.kv_cache!r}")
         if self.kv_cache != "fp32" and self.attention != "custom":

@@ -44,13 +44,17 @@ def _attention(kind: str, kv_cache: str = "fp32"):
 
 def prepare_programs(model, frames: int, max_context: int, attention: str, rewrites: bool,
                      copy_weights: bool = True, vision_attention_frames: int | None = None,
-                     kv_cache: str = "fp32") -> Programs:
+                     kv_cache: str = "fp32", vision_frames: int = 0) -> Programs:
     """The eager programs exactly as they will be exported (before quantization); ``verify``
     rebuilds the eager twin through this same function."""
-    progs = build_programs(model, frames, max_context, _attention(attention, kv_cache), copy_weights=copy_weights)
+    per_pass = min(vision_frames, frames) if vision_frames else frames
+    progs = build_programs(model, frames, max_context, _attention(attention, kv_cache), copy_weights=copy_weights,
+                           vision_frames_per_pass=per_pass if per_pass < frames else 0)
+    if per_pass < frames:
+        log.info("the vision tower encodes %d frames per pass (%d passes)", per_pass, -(-frames // per_pass))
     if rewrites:
         n = rewrite_norms(progs.vision_encoder) + rewrite_norms(progs.text_decoder)
-        group = attention_frames(vision_attention_frames, model.config.vision, frames)
+        group = attention_frames(vision_attention_frames, model.config.vision, per_pass)
         use_bmm_attention(progs.vision_encoder, group)
         log.info("rewrote %d norm layers and the ViT attention into ops XNNPACK takes whole; "
                  "the ViT attends %d of %d frames at a time", n, group, frames)
@@ -112,7 +116,7 @@ def build(ctx: BuildContext) -> Built:
     with stage("prepare", t, p):
         progs = prepare_programs(model, r.frames, r.max_context_len, opts.attention, opts.rewrites,
                                  copy_weights=not ctx.inplace, vision_attention_frames=opts.vision_attention_frames,
-                                 kv_cache=opts.kv_cache)
+                                 kv_cache=opts.kv_cache, vision_frames=opts.vision_frames)
     if ctx.inplace:
         release_small_tensors(model)
     with stage("quantize", t, p):
@@ -183,7 +187,7 @@ def eager_twin(model, manifest: Manifest, bundle: Path | None = None) -> Program
     progs = prepare_programs(model, manifest.video.frames, manifest.context.max_context_len,
                              opts.get("attention", "custom"), opts.get("rewrites", True), copy_weights=False,
                              vision_attention_frames=opts.get("vision_attention_frames"),
-                             kv_cache=opts.get("kv_cache", "fp32"))
+                             kv_cache=opts.get("kv_cache", "fp32"), vision_frames=opts.get("vision_frames", 0))
     release_small_tensors(model)
     recipe = recipes.get(manifest.quantization.recipe, "executorch")
     scales = None

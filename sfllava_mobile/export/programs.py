@@ -27,11 +27,15 @@ def _maybe_copy(module, copy_weights: bool):
 
 
 class VisionEncoderProgram(nn.Module):
-    def __init__(self, model, frames: int, copy_weights: bool = True):
+    """``frames_per_pass`` (0: all): frames the tower encodes together, normalization included (see
+    :func:`~sfllava_mobile.model.video_llm.visual_rows`)."""
+
+    def __init__(self, model, frames: int, copy_weights: bool = True, frames_per_pass: int = 0):
         super().__init__()
         cfg = model.config
         self.config = cfg
         self.frames = frames
+        self.frames_per_pass = frames_per_pass
         self.height, self.width = cfg.vision.image_size
         self.vision_tower = _maybe_copy(model.vision_tower, copy_weights)
         self.projector = _maybe_copy(model.projector, copy_weights)
@@ -41,8 +45,12 @@ class VisionEncoderProgram(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.reshape(3, self.frames, self.height, self.width).permute(1, 0, 2, 3)
-        x = (x.to(torch.float32) / 255.0 - self.mean) / self.std
-        return visual_rows(x, self.vision_tower, self.projector, self.separator, self.config).unsqueeze(0)
+        return visual_rows(x, self.vision_tower, self.projector, self.separator, self.config, self.frames_per_pass,
+                           self.normalize).unsqueeze(0)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 frames -> the tower's input, in float32."""
+        return (x.to(torch.float32) / 255.0 - self.mean) / self.std
 
 
 class TokenEmbeddingProgram(nn.Module):
@@ -66,18 +74,20 @@ class Programs:
 
 
 def build_programs(model, frames: int, max_context: int, attention: AttentionFactory,
-                   copy_weights: bool = True, dtype: torch.dtype = torch.float32) -> Programs:
+                   copy_weights: bool = True, dtype: torch.dtype = torch.float32,
+                   vision_frames_per_pass: int = 0) -> Programs:
     """The three programs over ``model``'s weights, ready to quantize and export.
 
     ``copy_weights=False`` shares the model's modules: quantizing then rewrites the model itself
     (no float copy of a multi-GB decoder is held), so the caller must not use ``model`` afterwards.
     ``dtype`` is the programs' compute dtype (KV cache, RoPE tables); weights stored otherwise (a
     bf16 checkpoint) are converted layer by layer when quantized (``quantize.torchao.apply``).
+    ``vision_frames_per_pass``: frames the vision tower encodes together (0: all).
     """
     lm = _maybe_copy(model.language_model, copy_weights)
     if model.config.text.tie_word_embeddings:
         # Untie: the decoder's head and the embedding table are quantized with different schemes.
         lm.lm_head.weight = nn.Parameter(lm.lm_head.weight.detach().clone())
-    return Programs(VisionEncoderProgram(model, frames, copy_weights).eval(),
+    return Programs(VisionEncoderProgram(model, frames, copy_weights, vision_frames_per_pass).eval(),
                     TokenEmbeddingProgram(model, copy_weights).eval(),
                     KVCacheDecoder(lm, max_context, attention=attention, last_logits_only=True, dtype=dtype).eval())

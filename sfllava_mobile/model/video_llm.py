@@ -17,16 +17,31 @@ from .vision import VisionTower
 
 
 def visual_rows(pixel_values: torch.Tensor, vision_tower: nn.Module, projector: nn.Module,
-                separator: torch.Tensor | None, config: ModelConfig) -> torch.Tensor:
-    """``[T, 3, H, W]`` normalized -> ``[N_visual, hidden]``: tower, slowfast_pool and projector in the
-    configured order, separator if any. Shared by the reference model and every exported encoder."""
+                separator: torch.Tensor | None, config: ModelConfig, frames_per_pass: int = 0,
+                prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """``[T, 3, H, W]`` -> ``[N_visual, hidden]``: tower, slowfast_pool and projector in the configured
+    order, separator if any. Shared by the reference model and every exported encoder.
+
+    ``frames_per_pass`` (0: all): the tower (and the projector, when pooling comes after it) runs on
+    that many frames at a time, ``prepare`` (e.g. normalization) first, so one pass's activations are
+    alive at once and only the per-frame features of every frame are kept for the pooling. The same
+    math: frames never attend to each other in the tower.
+    """
     p = config.vision.patch_size
     grid = (pixel_values.shape[2] // p, pixel_values.shape[3] // p)
-    feats = vision_tower(pixel_values)
     sf = config.slowfast
-    if sf.pool_position == "before_projector":
-        return projector(slowfast_pool(feats, sf, grid, separator))
-    return slowfast_pool(projector(feats), sf, grid, separator)
+    after = sf.pool_position != "before_projector"
+    t = pixel_values.shape[0]
+    step = frames_per_pass or t
+    feats = []
+    for s in range(0, t, step):
+        x = pixel_values[s:s + step]
+        x = vision_tower(prepare(x) if prepare is not None else x)
+        feats.append(projector(x) if after else x)
+    feats = feats[0] if len(feats) == 1 else torch.cat(feats, dim=0)
+    if after:
+        return slowfast_pool(feats, sf, grid, separator)
+    return projector(slowfast_pool(feats, sf, grid, separator))
 
 
 class VideoLLM(nn.Module):

@@ -106,3 +106,20 @@ def test_embed_video_rejects_wrong_shapes(tiny15_dir):
     model = load(tiny15_dir)
     with pytest.raises(ConfigError, match=r"\[T, 3, H, W\]"):
         model.embed_video(torch.zeros(8, 64, 64, 3))
+
+
+@pytest.mark.parametrize("family", ["1.5", "v1"])
+def test_frame_passes_give_the_same_rows(family, tiny15_dir, tinyv1_dir):
+    """The tower in passes of 3 frames (3, 3, 2), pooling before (1.5) or after (v1) the projector:
+    the same rows as every frame in one pass (frames never attend to each other)."""
+    from sfllava_mobile import load
+    from sfllava_mobile.model.video_llm import visual_rows
+
+    m = load(tiny15_dir if family == "1.5" else tinyv1_dir)
+    h, w = m.config.vision.image_size
+    x = torch.randn(8, 3, h, w)
+    args = (m.vision_tower, m.projector, m.separator, m.config)
+    with torch.no_grad():
+        whole, passes = visual_rows(x, *args), visual_rows(x, *args, frames_per_pass=3)
+        scaled = visual_rows(x, *args, frames_per_pass=3, prepare=lambda t: 2 * t)
+    assert torch.allclose(whole, passes, atol=1e-5) and not torch.allclose(whole, scaled, atol=1e-3)
