@@ -96,11 +96,12 @@ def _cmd_plan(a) -> int:
     cfg = presets.get(a.preset, **overrides) if a.preset else read_config(a.checkpoint, a.vision_tower, **overrides)[0]
     summary = model_summary(cfg)
     p = plan(cfg, a.frames or cfg.num_frames, a.context, a.text_tokens, a.max_new_tokens, summary=summary,
-             kv_cache=a.kv_cache)
+             kv_cache=a.kv_cache, vision_frames=a.vision_frames)
     if device is not None:
         est = device_estimate(p, device, efficiency)
         est["max_frames"] = {"value": max_frames_that_fit(cfg, device, summary, a.context, a.text_tokens,
-                                                          a.max_new_tokens, kv_cache=a.kv_cache), "estimate": True}
+                                                          a.max_new_tokens, kv_cache=a.kv_cache,
+                                                          vision_frames=a.vision_frames), "estimate": True}
         p["device_estimate"] = est
     if a.json:
         print(json.dumps(p, indent=2))
@@ -287,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="estimate fit, time to first token and decode rate on a named phone ('list' shows the table)")
     s.add_argument("--kv-cache", choices=["fp32", "fp16", "int8"], default="fp32",
                    help="the ExecuTorch export's KV cache (export --kv-cache) to count")
+    s.add_argument("--vision-frames", type=int, default=0,
+                   help="the export's frames per pass of the vision tower (export --vision-frames; 0: all)")
     s.add_argument("--efficiency", metavar="FILE",
                    help="host efficiency factors to use instead of sfllava_mobile/data/host_efficiency.json")
     s.add_argument("--json", action="store_true")

@@ -27,8 +27,10 @@ EXECUTORCH_ASSUMPTIONS = (
     "convolutions, position tables, norms and biases",
     "KV cache: the export's --kv-cache (float32 by default; fp16: two bytes per value; int8: one byte per value "
     "plus an fp32 scale and int8 zero point per position and head), allocated for every position of the context",
-    "working memory: the largest of the vision call (all T frames in one call: MLP activations, or the "
-    "fp32 attention scores [T x heads, n, n] held twice, as input and output of the softmax) and the prefill call "
+    "working memory: the largest of the vision call (the frames of one pass of the tower, all T by default: MLP "
+    "activations, or the fp32 attention scores [G x heads, n, n] held twice, as input and output of the softmax; in "
+    "passes, plus every frame's features kept for the pooling; packed weights shared between passes, as XNNPACK's "
+    "weight cache does in ExecuTorch's phone builds) and the prefill call "
     "(whole prompt in one call: MLP activations), plus the visual rows and the uint8 frames; the methods share "
     "one planned arena",
     f"runtime overhead: {RUNTIME_OVERHEAD_BYTES / 1e9:.1f} GB assumed (ExecuTorch runtime, XNNPACK workspace, "
@@ -118,24 +120,29 @@ def vision_flops(cfg: ModelConfig, num_frames: int, vision_params: int) -> float
 
 
 def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: int, positions: int,
-                       new: int, summary: dict, kv_cache: str = "fp32") -> dict:
+                       new: int, summary: dict, kv_cache: str = "fp32", vision_frames: int = 0) -> dict:
     """Memory and work of the ExecuTorch program (default recipe) for this budget (see ``EXECUTORCH_ASSUMPTIONS``)."""
     t, v = cfg.text, cfg.vision
     gh, gw = v.grid
     n = gh * gw + (1 if v.kind == "clip" else 0)
+    per_pass = min(vision_frames, num_frames) if vision_frames else num_frames
     rows_v = num_frames * n
+    rows_p = per_pass * n  # rows of one pass of the tower
+    after = cfg.slowfast.pool_position == "after_projector"
     # Live activations at the widest point of each stage, fp32 unless noted (an allowance, not a trace):
-    # ViT MLP: fc1 output, activation output, its int8 copy; residual and output.
-    vision_mlp = rows_v * (9 * v.intermediate_size + 8 * v.hidden_size)
+    # ViT MLP: fc1 output, activation output, its int8 copy; residual and output (one pass's frames).
+    vision_mlp = rows_p * (9 * v.intermediate_size + 8 * v.hidden_size)
     # ViT attention (bmm rewrite), in the export's default frame groups: one group's scores
-    # [G * heads, n, n] as softmax input and output; q, k, v, residual for every frame.
+    # [G * heads, n, n] as softmax input and output; q, k, v, residual for every frame of the pass.
     from .export.rewrites import attention_frames
 
-    group = attention_frames(None, v, num_frames)
-    vision_attention = 2 * group * v.num_heads * n * n * FP32 + rows_v * 16 * v.hidden_size
-    proj_rows = rows_v if cfg.slowfast.pool_position == "after_projector" else visual
+    group = attention_frames(None, v, per_pass)
+    vision_attention = 2 * group * v.num_heads * n * n * FP32 + rows_p * 16 * v.hidden_size
+    proj_rows = rows_p if after else visual
     projector = proj_rows * (5 * cfg.projector.input_size + 9 * cfg.projector.output_size)
-    vision_call = max(vision_mlp, vision_attention, projector)
+    # In passes, every frame's features wait for the pooling (projected first when pooling comes after).
+    kept = 0 if per_pass == num_frames else rows_v * (cfg.projector.output_size if after else v.hidden_size) * FP32
+    vision_call = max(vision_mlp, vision_attention, projector) + kept
     # Decoder MLP over the whole prompt: gate, up, activation, product, int8 copy; hidden-wide buffers.
     prefill_call = prompt * (13 * t.intermediate_size + 16 * t.hidden_size)
     visual_rows = visual * t.hidden_size * FP32
@@ -152,8 +159,9 @@ def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: i
         "weights_bytes": weights,
         "weights_detail": {k: b for k, b in summary["export_weights"].items() if k != "total"},
         "kv_cache_dtype": kv_cache, "kv_cache_bytes": kv, "kv_cache_bytes_per_position": kv_per_pos,
-        "vision_attention_frames": group,
+        "vision_attention_frames": group, "vision_frames_per_pass": per_pass,
         "working_bytes": {"vision_call": vision_call, "vision_attention": vision_attention, "vision_mlp": vision_mlp,
+                          "vision_features_kept": kept,
                           "projector": projector, "prefill_call": prefill_call, "visual_rows": visual_rows,
                           "input_frames": frames, "peak": working},
         "runtime_overhead_bytes": RUNTIME_OVERHEAD_BYTES,
@@ -167,10 +175,12 @@ def _executorch_budget(cfg: ModelConfig, num_frames: int, visual: int, prompt: i
 
 
 def plan(cfg: ModelConfig, num_frames: int, context: int | None = None, text_tokens: int = 64,
-         max_new_tokens: int | None = None, summary: dict | None = None, kv_cache: str = "fp32") -> dict:
+         max_new_tokens: int | None = None, summary: dict | None = None, kv_cache: str = "fp32",
+         vision_frames: int = 0) -> dict:
     """A JSON-ready budget. ``text_tokens`` is an allowance for template + question (no tokenizer needed).
     ``summary`` (from :func:`model_summary`) saves rebuilding the model when planning many frame counts.
-    ``kv_cache``: the ExecuTorch export's cache dtype (``fp32`` or ``int8``)."""
+    ``kv_cache``, ``vision_frames``: the ExecuTorch export's options of those names (the cache dtype;
+    frames per pass of the vision tower, 0: all)."""
     from .errors import ConfigError
 
     if kv_cache not in KV_CACHES:
@@ -201,7 +211,8 @@ def plan(cfg: ModelConfig, num_frames: int, context: int | None = None, text_tok
         "weights_bytes_fp16": params["total"] * 2,
         "weights_bytes_4bit": int(params["total"] * BITS_4BIT_GROUP32 / 8),
         "vision_tflops": vision_flops(cfg, num_frames, params["vision"]) / 1e12,
-        "executorch": _executorch_budget(cfg, num_frames, counts["total"], prompt, positions, new, summary, kv_cache),
+        "executorch": _executorch_budget(cfg, num_frames, counts["total"], prompt, positions, new, summary, kv_cache,
+                                         vision_frames),
         "inferred_fields": list(cfg.inferred),
         "warnings": warnings,
     }
@@ -265,13 +276,14 @@ def device_estimate(p: dict, device, efficiency) -> dict:
 
 def max_frames_that_fit(cfg: ModelConfig, device, summary: dict | None = None, context: int | None = None,
                         text_tokens: int = 64, max_new_tokens: int | None = None, limit: int = 2048,
-                        kv_cache: str = "fp32") -> int:
+                        kv_cache: str = "fp32", vision_frames: int = 0) -> int:
     """Most frames whose ExecuTorch program fits ``device``'s usable memory and the context (0 if none)."""
     summary = summary if summary is not None else model_summary(cfg)
     usable = device.app_usable_memory_gb.value * 1e9
 
     def ok(frames: int) -> bool:
-        q = plan(cfg, frames, context, text_tokens, max_new_tokens, summary=summary, kv_cache=kv_cache)
+        q = plan(cfg, frames, context, text_tokens, max_new_tokens, summary=summary, kv_cache=kv_cache,
+                 vision_frames=vision_frames)
         return q["executorch"]["total_bytes"] <= usable and q["positions"] <= q["context"]
 
     if not ok(1):
@@ -333,8 +345,10 @@ def format_device_estimate(est: dict, p: dict) -> str:
     pre = est["prefill_s"]
     if w["vision_call"] < w["prefill_call"]:
         largest = "prefill call: the whole prompt at once"
-    elif w["vision_call"] == w["vision_attention"]:
+    elif w["vision_call"] == w["vision_attention"] + w["vision_features_kept"]:
         largest = f"vision call: attention scores, {e['vision_attention_frames']} of {p['frames']} frames at a time"
+    elif e["vision_frames_per_pass"] < p["frames"]:
+        largest = f"vision call: {e['vision_frames_per_pass']} of {p['frames']} frames per pass"
     else:
         largest = f"vision call: all {p['frames']} frames at once"
     lines = [
