@@ -177,11 +177,13 @@ def test_int8_kv_cache_counts_a_byte_per_value_plus_scales(summaries):
 
 def test_vision_frames_per_pass_shrink_the_encoders_activations(summaries):
     # 1B at 128 frames: all frames in one pass make the vision call the largest; in passes of 16 only a
-    # pass's activations plus every frame's features (128 x 576 x 1152 fp32) remain, and the prefill leads.
+    # pass's activations plus every frame's projected features (the preset pools after the projector:
+    # 128 x 576 x 1536 fp32) remain, and the prefill leads.
     cfg, s = presets.get("sf-llava-1.5-1b"), summaries["sf-llava-1.5-1b"]
     one, passes = (plan(cfg, 128, summary=s, vision_frames=f)["executorch"] for f in (0, 16))
     assert one["vision_frames_per_pass"] == 128 and passes["vision_frames_per_pass"] == 16
-    assert passes["working_bytes"]["vision_features_kept"] == 128 * 576 * 1152 * 4
+    assert cfg.slowfast.pool_position == "after_projector" and cfg.projector.output_size == 1536
+    assert passes["working_bytes"]["vision_features_kept"] == 128 * 576 * 1536 * 4
     assert passes["working_bytes"]["vision_mlp"] * 8 == one["working_bytes"]["vision_mlp"]
     assert passes["working_bytes"]["peak"] < one["working_bytes"]["peak"] / 2
     assert passes["working_bytes"]["vision_call"] < passes["working_bytes"]["prefill_call"]
