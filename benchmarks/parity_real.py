@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=2)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--break-scale", type=float, default=1.1)
-    ap.add_argument("--kv-cache", default="fp32", choices=["fp32", "int8"])
+    ap.add_argument("--kv-cache", default="fp32", choices=["fp32", "fp16", "int8"])
     ap.add_argument("--workdir", default="/tmp/sfllava-real")
     ap.add_argument("--out")
     a = ap.parse_args()
