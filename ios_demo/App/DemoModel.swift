@@ -120,7 +120,11 @@ final class DemoModel: ObservableObject {
             // The first question pays for the clip if it is not in the engine yet; a follow-up does not.
             var decoded = start
             var clip: ClipTiming?
-            if !followUp { (decoded, clip) = try await prepareClip(url) }
+            if !followUp {
+                let prepared = try await prepareClip(url)
+                decoded = prepared.0
+                clip = prepared.1
+            }
             let result: EngineAnswer
             do {
                 result = try await queue.run { [decoded, clip] in
