@@ -172,6 +172,7 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
                 throw full
             }
         val s = result.timing.stats
+        val left = e.conversation.remaining // read on the worker: the engine is not touched from the main thread
         main.post {
             answer = result.text
             stats =
@@ -181,7 +182,7 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
                     tokens = result.tokens,
                     stop = result.stopReason,
                     followUp = followUp,
-                    contextLeft = e.conversation.remaining
+                    contextLeft = left
                 )
             error = result.error
         }
