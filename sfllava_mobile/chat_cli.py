@@ -67,6 +67,7 @@ def _scripted(conv: Conversation, questions: list[str], as_json: bool) -> int:
     code = 0
     for q in questions:
         try:
+            conv.check_budget(q)  # a bad question or a full context: one line, before anything is printed
             if as_json:
                 conv.ask(q)
             else:

@@ -51,7 +51,7 @@ class ExecuTorchOptions:
         if self.kv_cache not in KV_CACHES:
             raise ConfigError(f"kv_cache must be one of {KV_CACHES}, got {self.kv_cache!r}")
         if self.kv_cache != "fp32" and self.attention != "custom":
-            raise ConfigError(f"a {self.kv_cache} KV cache needs ExecuTorch's custom SDPA: use --attention custom")
+            raise ConfigError(f"the {self.kv_cache} KV cache needs ExecuTorch's custom SDPA: use --attention custom")
         if self.attention not in ATTENTIONS:
             raise ConfigError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.partitioner not in PARTITIONERS:
